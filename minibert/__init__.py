@@ -1,0 +1,1 @@
+"""minibert: BERT from scratch in plain PyTorch."""
