@@ -1,0 +1,94 @@
+"""Multi-head self-attention: the paper's equations (eager) and PyTorch's fused kernel (SDPA).
+
+Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k) + mask) V, computed for every head in parallel;
+the heads' outputs are concatenated and projected by W^O ("Attention Is All You Need", 3.2).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import BertConfig
+
+
+def additive_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(batch, seq) of 1 = token, 0 = padding -> (batch, 1, 1, seq) to add to the scores.
+
+    Padding gets the most negative finite value of ``dtype``, not -inf: a row whose keys were all
+    padding would softmax -inf - (-inf) = NaN, while finfo.min gives a harmless uniform row. Not
+    -10000 either: in float32 that leaves a little weight on padding, and it overflows in float16.
+    """
+    keep = attention_mask[:, None, None, :].to(torch.bool)  # (batch, 1, 1, seq)
+    return torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill(~keep, torch.finfo(dtype).min)
+
+
+def eager_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    additive_mask: torch.Tensor | None,
+    dropout: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teaching path, step by step. query/key/value: (batch, heads, seq, head_dim).
+
+    Returns the context (batch, heads, seq, head_dim) and the probabilities (batch, heads, seq, seq).
+    """
+    scaling = query.size(-1) ** -0.5
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (batch, heads, seq, seq)
+    if additive_mask is not None:
+        scores = scores + additive_mask  # padding keys get finfo.min, so ~0 probability
+    probs = F.softmax(scores, dim=-1)  # each query's weights over the keys sum to 1
+    probs = F.dropout(probs, p=dropout, training=dropout > 0)
+    context = torch.matmul(probs, value)  # (batch, heads, seq, head_dim)
+    return context, probs
+
+
+def sdpa_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    additive_mask: torch.Tensor | None,
+    dropout: float,
+) -> torch.Tensor:
+    """The same equation in one fused kernel (no (seq, seq) matrix kept). Shapes as eager_attention."""
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=additive_mask, dropout_p=dropout)
+
+
+class SelfAttention(nn.Module):
+    """Projects hidden states to queries, keys and values per head, attends, and projects back (W^O)."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_size = config.head_size
+        self.query = nn.Linear(config.hidden_size, config.hidden_size)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        self.output = nn.Linear(config.hidden_size, config.hidden_size)
+        self.probs_dropout = config.attention_probs_dropout_prob
+        self.implementation = config.attn_implementation
+
+    def split_heads(self, projected: torch.Tensor) -> torch.Tensor:
+        batch, seq, _ = projected.shape
+        return projected.view(batch, seq, self.num_heads, self.head_size).transpose(1, 2)  # (batch, heads, seq, head_dim)
+
+    def forward(
+        self, hidden: torch.Tensor, additive_mask: torch.Tensor | None, return_probs: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """hidden (batch, seq, hidden) -> (batch, seq, hidden), and probs (batch, heads, seq, seq) if asked."""
+        batch, seq, hidden_size = hidden.shape
+        query = self.split_heads(self.query(hidden))  # (batch, heads, seq, head_dim)
+        key = self.split_heads(self.key(hidden))  # (batch, heads, seq, head_dim)
+        value = self.split_heads(self.value(hidden))  # (batch, heads, seq, head_dim)
+        dropout = self.probs_dropout if self.training else 0.0
+        probs = None
+        if self.implementation == "eager" or return_probs:
+            context, probs = eager_attention(query, key, value, additive_mask, dropout)
+        else:
+            context = sdpa_attention(query, key, value, additive_mask, dropout)
+        # Concatenate the heads: contiguous first, as transformers does, so W^O sees the same memory layout.
+        context = context.transpose(1, 2).contiguous()  # (batch, seq, heads, head_dim)
+        context = context.reshape(batch, seq, hidden_size)  # (batch, seq, hidden)
+        return self.output(context), probs

@@ -1,0 +1,336 @@
+"""Checkpoints in and out: the name table, safetensors files, and the Hugging Face hub.
+
+The table below is the whole correspondence between transformers' tensor names and ours. The
+loader walks it for every tensor in a checkpoint and reports what it used, what it ignored and
+what the model needed but did not find. Nothing else in minibert knows transformers' names.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+logger = logging.getLogger("minibert")
+
+# transformers' module name -> minibert's (the tensor's own name, weight or bias, carries over).
+# "{}" stands for a layer number. A full tensor name mapped to None is in checkpoints but dropped on purpose.
+CHECKPOINT_NAMES: dict[str, str | None] = {
+    "embeddings.word_embeddings": "embeddings.word_embeddings",
+    "embeddings.position_embeddings": "embeddings.position_embeddings",
+    "embeddings.token_type_embeddings": "embeddings.token_type_embeddings",
+    "embeddings.LayerNorm": "embeddings.layer_norm",
+    "embeddings.position_ids": None,  # the buffer arange(max_positions): positions are computed instead
+    "embeddings.token_type_ids": None,  # an all-zero buffer some exports carry
+    "encoder.layer.{}.attention.self.query": "encoder.layers.{}.attention.query",
+    "encoder.layer.{}.attention.self.key": "encoder.layers.{}.attention.key",
+    "encoder.layer.{}.attention.self.value": "encoder.layers.{}.attention.value",
+    "encoder.layer.{}.attention.output.dense": "encoder.layers.{}.attention.output",
+    "encoder.layer.{}.attention.output.LayerNorm": "encoder.layers.{}.attention_norm",
+    "encoder.layer.{}.intermediate.dense": "encoder.layers.{}.feed_forward.intermediate",
+    "encoder.layer.{}.output.dense": "encoder.layers.{}.feed_forward.output",
+    "encoder.layer.{}.output.LayerNorm": "encoder.layers.{}.feed_forward_norm",
+    "pooler.dense": "pooler.dense",
+}
+
+# Legacy spellings, as data: older checkpoints (bert-base-cased among them) put the encoder under
+# "bert." and call LayerNorm's parameters gamma and beta (TensorFlow's names).
+BASE_PREFIX = "bert."
+LEGACY_PARAMETER_NAMES = {"gamma": "weight", "beta": "bias"}
+# Modules of the encoder itself; in transformers' task-head checkpoints they sit under BASE_PREFIX.
+BASE_MODULES = ("embeddings.", "encoder.", "pooler.")
+
+SAFE_WEIGHTS = "model.safetensors"
+SAFE_INDEX = "model.safetensors.index.json"
+PICKLE_WEIGHTS = "pytorch_model.bin"
+HUB_ARGUMENTS = ("cache_dir", "revision", "token", "local_files_only", "force_download")
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    return re.compile(re.escape(pattern).replace(r"\{\}", r"(\d+)") + r"$")
+
+
+_FORWARD = [(_compile(source), target) for source, target in CHECKPOINT_NAMES.items()]
+_BACKWARD = [(_compile(target), source) for source, target in CHECKPOINT_NAMES.items() if target is not None]
+
+
+def _lookup(table: list[tuple[re.Pattern[str], str | None]], name: str) -> tuple[bool, str | None]:
+    """Match a full tensor name, or its module part plus the parameter name, against a table."""
+    module, _, parameter = name.rpartition(".")
+    for candidate, suffix in ((name, ""), (module, "." + parameter)):
+        for pattern, replacement in table:
+            match = pattern.match(candidate)
+            if match:
+                if replacement is None:
+                    return True, None
+                return True, replacement.replace("{}", match.group(1) if match.groups() else "") + suffix
+    return False, None
+
+
+def checkpoint_to_minibert(name: str) -> tuple[bool, str | None]:
+    """transformers' tensor name -> (known, minibert name relative to the encoder or head; None if dropped)."""
+    name = name.removeprefix(BASE_PREFIX)
+    module, _, parameter = name.rpartition(".")
+    if parameter in LEGACY_PARAMETER_NAMES and module.endswith("LayerNorm"):
+        name = f"{module}.{LEGACY_PARAMETER_NAMES[parameter]}"
+    return _lookup(_FORWARD, name)
+
+
+def minibert_to_checkpoint(name: str, base_prefix: str = "") -> str | None:
+    """minibert tensor name -> transformers' name; encoder tensors get ``base_prefix`` ("bert." in heads)."""
+    known, source = _lookup(_BACKWARD, name.removeprefix(BASE_PREFIX))
+    if not known or source is None:
+        return None
+    return base_prefix + source if source.startswith(BASE_MODULES) else source
+
+
+# ---- finding files: local directories and the hub ------------------------------------------
+
+
+def resolve_file(name_or_path: str | os.PathLike, filename: str, *, required: bool = True,
+                 **hub: Any) -> Path | None:
+    """Path of ``filename`` in a local directory or a hub repository (downloaded into the hub cache).
+
+    Returns None when the file does not exist and ``required`` is False.
+    """
+    local = Path(name_or_path)
+    if local.is_dir():
+        candidate = local / filename
+        if candidate.is_file():
+            return candidate
+        if required:
+            raise OSError(f"{local} has no {filename}")
+        return None
+    if isinstance(name_or_path, Path) or str(name_or_path).startswith((".", "/", "~")) or local.exists():
+        raise OSError(f"{name_or_path} is not a directory (expected a model folder or a hub id)")
+    return _hub_download(str(name_or_path), filename, required=required, **hub)
+
+
+def _hub_download(repo_id: str, filename: str, *, required: bool, **hub: Any) -> Path | None:
+    # Imported here so that `import minibert` stays light; only hub ids need it.
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    unknown = set(hub) - set(HUB_ARGUMENTS)
+    if unknown:
+        raise TypeError(f"unexpected hub arguments {sorted(unknown)}; known: {HUB_ARGUMENTS}")
+    try:
+        return Path(hf_hub_download(repo_id, filename, **{k: v for k, v in hub.items() if v is not None}))
+    except LocalEntryNotFoundError:
+        # Offline (HF_HUB_OFFLINE=1 or no network) and not in the cache. The caller may try
+        # another file name; a required file is the end of the road.
+        if not required:
+            return None
+        raise OSError(
+            f"cannot load {filename} of {repo_id!r}: the Hugging Face hub cannot be reached (or HF_HUB_OFFLINE is "
+            "set) and the file is not in the local hub cache. Run once with network access to cache it, or pass "
+            "the path of a local directory holding config.json and model.safetensors."
+        ) from None
+    except EntryNotFoundError:
+        if not required:
+            return None
+        raise OSError(f"the hub repository {repo_id!r} has no file {filename}") from None
+    except (RepositoryNotFoundError, HFValidationError):
+        raise OSError(
+            f"{repo_id!r} is neither a local directory nor a model id on the Hugging Face hub "
+            "(a private or gated repository needs token=...)"
+        ) from None
+    except RevisionNotFoundError:
+        raise OSError(f"{repo_id!r} has no revision {hub.get('revision')!r}") from None
+
+
+def resolve_weight_files(name_or_path: str | os.PathLike, use_safetensors: bool = True, **hub: Any) -> list[Path]:
+    """The weight files of a checkpoint: one safetensors file, the shards an index names, or a .bin."""
+    single = resolve_file(name_or_path, SAFE_WEIGHTS, required=False, **hub)
+    if single is not None:
+        return [single]
+    index = resolve_file(name_or_path, SAFE_INDEX, required=False, **hub)
+    if index is not None:
+        import json
+
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (ValueError, KeyError, TypeError) as error:
+            raise OSError(f"{index} is not a safetensors index (a JSON object with a weight_map): {error}") from None
+        shards = sorted(set(weight_map.values()))
+        return [resolve_file(name_or_path, shard, **hub) for shard in shards]
+    pickled = resolve_file(name_or_path, PICKLE_WEIGHTS, required=False, **hub)
+    if pickled is not None and not use_safetensors:
+        return [pickled]
+    if pickled is not None:
+        raise OSError(
+            f"{name_or_path} has only {PICKLE_WEIGHTS} (a pickle). minibert loads safetensors by default; pass "
+            "use_safetensors=False to load it with torch.load(weights_only=True), which refuses pickled code"
+        )
+    raise OSError(f"{name_or_path} has no {SAFE_WEIGHTS}, {SAFE_INDEX} or {PICKLE_WEIGHTS}")
+
+
+def read_tensors(files: list[Path]) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield (name, tensor) from weight files. Safetensors tensors are memory-mapped, not copied."""
+    from safetensors import SafetensorError, safe_open
+
+    for path in files:
+        if path.name.endswith(".bin"):
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except Exception as error:  # torch raises many kinds; the caller needs to know which file
+                raise OSError(f"{path} could not be loaded with torch.load(weights_only=True): {error}") from None
+            yield from state.items()
+            continue
+        try:
+            with safe_open(path, framework="pt") as handle:
+                names = list(handle.keys())
+                for name in names:
+                    yield name, handle.get_tensor(name)
+        except SafetensorError as error:
+            raise OSError(f"{path} is not a readable safetensors file ({error}); is it truncated?") from None
+
+
+# ---- loading into a model ----------------------------------------------------------------
+
+
+class CheckpointError(OSError):
+    """A checkpoint that does not fit the model: tensors missing or of the wrong shape."""
+
+
+@dataclass
+class LoadReport:
+    """What a load did: minibert names filled, checkpoint names left unused, minibert names missing."""
+
+    used: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)  # in the checkpoint, not needed by this model
+    dropped: list[str] = field(default_factory=list)  # in the checkpoint, dropped on purpose (buffers)
+    missing: list[str] = field(default_factory=list)  # needed by the model, not in the checkpoint
+
+
+def summarize_names(names: list[str]) -> str:
+    """Names with layer numbers folded: 'encoder.layer.{0..11}.output.dense.weight'."""
+    groups: dict[str, list[int]] = {}
+    for name in names:
+        key = re.sub(r"\.(\d+)\.", ".{}.", name, count=1)
+        number = re.search(r"\.(\d+)\.", name)
+        groups.setdefault(key, []).append(int(number.group(1)) if number and key != name else -1)
+    folded = []
+    for key, numbers in groups.items():
+        if key.count("{}") and len(numbers) > 1:
+            folded.append(key.replace("{}", "{" + f"{min(numbers)}..{max(numbers)}" + "}"))
+        elif key.count("{}"):
+            folded.append(key.replace("{}", str(numbers[0])))
+        else:
+            folded.append(key)
+    return ", ".join(sorted(folded))
+
+
+def load_into(model: torch.nn.Module, files: list[Path], *, strict: bool = True,
+              dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+              fresh_prefixes: tuple[str, ...] = ()) -> LoadReport:
+    """Fill ``model``'s parameters from checkpoint files through the name table.
+
+    The model may live on the meta device: tensors are assigned, not copied into existing storage,
+    so the weights exist once (memory-mapped from the file unless a dtype or device change copies them).
+    Raises CheckpointError for wrong shapes, and for missing tensors when ``strict`` (tensors under
+    ``fresh_prefixes``, a task head's own, may always be missing: the caller initialises them).
+    """
+    expected = dict(model.state_dict(keep_vars=True))
+    # minibert names are compared without the "bert." a task head puts before the encoder.
+    by_plain_name = {name.removeprefix(BASE_PREFIX): name for name in expected}
+    report = LoadReport()
+    loaded: dict[str, torch.Tensor] = {}
+    wrong_shapes = []
+    for source, tensor in read_tensors(files):
+        known, target = checkpoint_to_minibert(source)
+        if known and target is None:
+            report.dropped.append(source)
+            continue
+        full_name = by_plain_name.get(target) if known else None
+        if full_name is None:
+            report.unused.append(source)
+            continue
+        want = tuple(expected[full_name].shape)
+        if tuple(tensor.shape) != want:
+            wrong_shapes.append(f"{source}: expected {want} for {full_name}, found {tuple(tensor.shape)}")
+            continue
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        elif tensor.is_floating_point():
+            tensor = tensor.to(expected[full_name].dtype)
+        if device is not None:
+            tensor = tensor.to(device)
+        loaded[full_name] = tensor
+        report.used.append(full_name)
+    if wrong_shapes:
+        raise CheckpointError("checkpoint tensors have the wrong shape for this config:\n  " + "\n  ".join(wrong_shapes))
+    report.missing = [name for name in expected if name not in loaded and not _is_tied(model, name)]
+    required = [name for name in report.missing if not name.startswith(fresh_prefixes)] if fresh_prefixes else report.missing
+    if required and strict:
+        raise CheckpointError(
+            f"the checkpoint lacks {len(required)} tensor(s) the model needs: {summarize_names(required)}"
+            " (pass strict=False to initialise them freshly)"
+        )
+    model.load_state_dict(loaded, strict=False, assign=True)
+    if report.unused:
+        logger.warning("Checkpoint tensors not used by %s: %s", type(model).__name__, summarize_names(report.unused))
+    if report.missing:
+        logger.warning("Not in the checkpoint, freshly initialised: %s", summarize_names(report.missing))
+    return report
+
+
+def _is_tied(model: torch.nn.Module, name: str) -> bool:
+    """Parameters a model declares as tied to another (an MLM decoder to the word embeddings)."""
+    return name in getattr(model, "tied_parameter_names", ())
+
+
+# ---- saving ------------------------------------------------------------------------------
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Have ``write`` fill a temporary file beside ``path``, then rename it over ``path``.
+
+    ``path`` is always either the old file or the complete new one, never half of one, and a
+    failed write leaves nothing behind.
+    """
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(Path(temporary))
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see atomic_write)."""
+    atomic_write(path, lambda temporary: temporary.write_bytes(data))
+
+
+def save_weights(model: torch.nn.Module, directory: Path, base_prefix: str = "") -> Path:
+    """Write ``directory/model.safetensors`` under transformers' names, atomically."""
+    from safetensors.torch import save_file
+
+    tensors = {}
+    for name, tensor in model.state_dict().items():
+        if _is_tied(model, name):
+            continue  # transformers leaves the tied copy out too
+        source = minibert_to_checkpoint(name, base_prefix)
+        if source is None:
+            raise CheckpointError(f"{name} has no checkpoint name in the table (weights.CHECKPOINT_NAMES)")
+        tensors[source] = tensor.detach().to("cpu").contiguous()
+    path = directory / SAFE_WEIGHTS
+    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata={"format": "pt"}))
+    return path

@@ -1,0 +1,110 @@
+"""Shared fixtures: checkpoints written by transformers under the real bert-base-cased names.
+
+Every parameter is drawn at random, LayerNorm scales and biases included, so that a loader that
+skipped or misplaced any tensor gives different numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+from safetensors.torch import save_file  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The seed notebook's three encoded sequences ("Hello!", "Cool.", "Nice!" in bert-base-uncased ids).
+SEED_SEQUENCES = [[101, 7592, 999, 102], [101, 4658, 1012, 102], [101, 3835, 999, 102]]
+
+BERT_BASE_CASED = dict(vocab_size=28996, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                       intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2)
+
+TINY_CONFIGS = {
+    "tiny": dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                 intermediate_size=37, max_position_embeddings=64),
+    "odd-heads": dict(vocab_size=200, hidden_size=48, num_hidden_layers=3, num_attention_heads=3,
+                      intermediate_size=96, max_position_embeddings=80, type_vocab_size=3,
+                      hidden_act="gelu_new", layer_norm_eps=1e-5),
+    "one-layer-relu": dict(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=20, max_position_embeddings=32, hidden_act="relu"),
+}
+
+
+def legacy_state_dict(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
+    """A transformers BertForPreTraining's tensors, re-drawn at random, under bert-base-cased's names:
+    "bert." prefix, LayerNorm gamma/beta, a position_ids buffer, cls.* heads, no tied decoder weight."""
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for name, value in model.state_dict().items():
+        if name.startswith("cls.predictions.decoder."):
+            continue  # tied to the word embeddings (and the bias to cls.predictions.bias): not stored
+        if not value.is_floating_point():
+            continue
+        noise = torch.randn(value.shape, generator=generator)
+        if name.endswith("LayerNorm.weight"):
+            name, value = name.removesuffix("weight") + "gamma", 1.0 + 0.2 * noise
+        elif name.endswith("LayerNorm.bias"):
+            name, value = name.removesuffix("bias") + "beta", 0.2 * noise
+        else:
+            value = 0.05 * noise
+        tensors[name] = value.contiguous()
+    tensors["bert.embeddings.position_ids"] = torch.arange(model.config.max_position_embeddings)[None]
+    return tensors
+
+
+def write_legacy_checkpoint(directory: Path, config_values: dict, seed: int = 0) -> Path:
+    """Write config.json + model.safetensors shaped like the real bert-base-cased files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = transformers.BertConfig(**config_values)
+    with torch.device("meta"):
+        skeleton = transformers.BertForPreTraining(config)
+    save_file(legacy_state_dict(skeleton, seed), str(directory / "model.safetensors"), metadata={"format": "pt"})
+    values = config.to_dict()
+    values["architectures"] = ["BertForMaskedLM"]
+    (directory / "config.json").write_text(json.dumps(values, indent=2))
+    return directory
+
+
+def reference_model(directory: Path, implementation: str) -> torch.nn.Module:
+    """transformers.BertModel loaded by transformers itself from the same directory."""
+    model = transformers.BertModel.from_pretrained(str(directory), attn_implementation=implementation)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tiny")
+    return {name: write_legacy_checkpoint(root / name, values, seed=index)
+            for index, (name, values) in enumerate(TINY_CONFIGS.items())}
+
+
+@pytest.fixture(scope="session")
+def base_cased_checkpoint(tmp_path_factory) -> Path:
+    """A random checkpoint of the full bert-base-cased shape (vocab 28996, 12 x 768)."""
+    return write_legacy_checkpoint(tmp_path_factory.mktemp("bert-base-cased"), BERT_BASE_CASED, seed=1234)
+
+
+def minilm_dir() -> Path:
+    return Path(os.environ.get("MINIBERT_MINILM_DIR", REPO / ".cache" / "all-MiniLM-L6-v2"))
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float, atol: float, what: str) -> None:
+    """assert_close that reports the largest and mean absolute difference on failure."""
+    difference = (actual.double() - expected.double()).abs()
+    torch.testing.assert_close(
+        actual, expected, rtol=rtol, atol=atol,
+        msg=lambda message: f"{what}: max |diff| {difference.max():.3e}, mean {difference.mean():.3e}\n{message}",
+    )
+
+
+def assert_equal(actual: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+    """Bit-identical, with the size of the difference when not."""
+    if not torch.equal(actual, expected):
+        difference = (actual.double() - expected.double()).abs()
+        raise AssertionError(f"{what} differs: max |diff| {difference.max():.3e}, "
+                             f"{int((difference > 0).sum())} of {difference.numel()} elements")
