@@ -20,14 +20,16 @@ SEED_SEQUENCES = [[101, 7592, 999, 102], [101, 4658, 1012, 102], [101, 3835, 999
 
 
 def load_or_random(name: str) -> BertModel:
-    """The pretrained model, or (with a one-line notice) seeded random weights of the same shape."""
+    """The pretrained model, or (with a one-line notice) seeded random weights of bert-base-cased's shape."""
     try:
-        return BertModel.from_pretrained(name)
+        model = BertModel.from_pretrained(name)
     except OSError as error:
-        first_line = str(error).splitlines()[0]
-        print(f"note: could not load {name} ({first_line}); using seeded random weights of the same shape instead")
+        print(f"note: could not load {name}, so the numbers below come from seeded random weights of the same "
+              f"shape ({str(error).splitlines()[0]})")
         torch.manual_seed(0)
         return BertModel(BertConfig(vocab_size=28996)).eval()
+    print(f"Loaded {name}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
+    return model
 
 
 def walkthrough(args: argparse.Namespace) -> int:
@@ -35,7 +37,6 @@ def walkthrough(args: argparse.Namespace) -> int:
     print("A BERT-base configuration (transformers' defaults):")
     print(config)
     model = load_or_random(args.model)
-    print(f"Loaded {args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
     model_inputs = torch.tensor(SEED_SEQUENCES)  # (batch=3, seq=4)
     print("input_ids:", model_inputs.tolist())
     with torch.no_grad():

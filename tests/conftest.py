@@ -10,8 +10,11 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-import torch
+# Tests never touch the network. huggingface_hub reads this once, at import, so it is set first.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
 from safetensors.torch import save_file  # noqa: E402
