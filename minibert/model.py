@@ -147,8 +147,10 @@ class PreTrainedBert(nn.Module):
         return model.eval()  # as transformers: a loaded model starts in inference mode
 
     def _materialize_fresh(self, names: list[str], device: torch.device | str | None,
-                           dtype: torch.dtype | None) -> None:
+                           dtype: torch.dtype | str | None) -> None:
         """Give the parameters a checkpoint lacked real storage and BERT's initial values."""
+        if dtype == "auto":  # as the loaded ones
+            dtype = next((p.dtype for p in self.parameters() if not p.is_meta and p.is_floating_point()), None)
         for full_name in names:
             owner_name, _, name = full_name.rpartition(".")
             owner = self.get_submodule(owner_name)
@@ -173,9 +175,10 @@ class PreTrainedBert(nn.Module):
         return directory
 
 
-def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str | None:
+    """A torch.dtype, "auto" (the checkpoint's own) or None (float32)."""
     if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
-        return None if dtype == "auto" else dtype
+        return dtype
     resolved = getattr(torch, str(dtype).removeprefix("torch."), None)
     if not isinstance(resolved, torch.dtype):
         raise ValueError(f"unknown dtype {dtype!r}; use e.g. torch.float32, torch.bfloat16 or 'auto'")

@@ -234,12 +234,13 @@ def summarize_names(names: list[str]) -> str:
 
 
 def load_into(model: torch.nn.Module, files: list[Path], *, strict: bool = True,
-              dtype: torch.dtype | None = None, device: torch.device | str | None = None,
+              dtype: torch.dtype | str | None = None, device: torch.device | str | None = None,
               fresh_prefixes: tuple[str, ...] = ()) -> LoadReport:
     """Fill ``model``'s parameters from checkpoint files through the name table.
 
     The model may live on the meta device: tensors are assigned, not copied into existing storage,
     so the weights exist once (memory-mapped from the file unless a dtype or device change copies them).
+    ``dtype``: None keeps the model's (float32), "auto" keeps the file's, a torch.dtype converts.
     Raises CheckpointError for wrong shapes, and for missing tensors when ``strict`` (tensors under
     ``fresh_prefixes``, a task head's own, may always be missing: the caller initialises them).
     """
@@ -262,7 +263,9 @@ def load_into(model: torch.nn.Module, files: list[Path], *, strict: bool = True,
         if tuple(tensor.shape) != want:
             wrong_shapes.append(f"{source}: expected {want} for {full_name}, found {tuple(tensor.shape)}")
             continue
-        if dtype is not None and tensor.is_floating_point():
+        if dtype == "auto":
+            pass  # keep the file's dtype
+        elif dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
         elif tensor.is_floating_point():
             tensor = tensor.to(expected[full_name].dtype)

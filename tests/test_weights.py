@@ -234,3 +234,11 @@ def test_hub_id_from_an_offline_cache(tiny, tmp_path):
 def test_hub_id_offline_and_not_cached_says_how_to_load(tmp_path):
     with pytest.raises(OSError, match="cannot be reached.*local directory"):
         BertModel.from_pretrained("bert-base-cased", cache_dir=tmp_path / "empty-cache")
+
+
+def test_auto_dtype_keeps_the_files_dtype(tiny):
+    tensors = load_file(tiny / "model.safetensors")
+    save_file({name: t.half() if t.is_floating_point() else t for name, t in tensors.items()},
+              str(tiny / "model.safetensors"))
+    assert BertModel.from_pretrained(tiny, dtype="auto").pooler.dense.weight.dtype == torch.float16
+    assert BertModel.from_pretrained(tiny).pooler.dense.weight.dtype == torch.float32
