@@ -126,6 +126,10 @@ class BertConfig:
                 "minibert only builds BERT encoders"
             )
         merged = {**values, **overrides}
+        if "num_labels" in overrides and "id2label" not in overrides:
+            # A new label count (a fresh classifier) replaces the stored label names, as in transformers.
+            merged.pop("id2label", None)
+            merged.pop("label2id", None)
         known = cls.field_names()
         kwargs = {key: value for key, value in merged.items() if key in known}
         extra = dict(values.get("extra", {}))

@@ -37,6 +37,15 @@ CHECKPOINT_NAMES: dict[str, str | None] = {
     "encoder.layer.{}.output.dense": "encoder.layers.{}.feed_forward.output",
     "encoder.layer.{}.output.LayerNorm": "encoder.layers.{}.feed_forward_norm",
     "pooler.dense": "pooler.dense",
+    # Task heads (heads.py): the pre-training heads sit under "cls.", the fine-tuning heads at the top.
+    "cls.predictions.transform.dense": "mlm_head.transform",
+    "cls.predictions.transform.LayerNorm": "mlm_head.transform_norm",
+    "cls.predictions.bias": "mlm_head.bias",
+    "cls.predictions.decoder.weight": None,  # the word embeddings again (tied); some exports store the copy
+    "cls.predictions.decoder.bias": None,  # cls.predictions.bias again (tied)
+    "cls.seq_relationship": "next_sentence_head",
+    "classifier": "classifier",
+    "qa_outputs": "span_classifier",
 }
 
 # Legacy spellings, as data: older checkpoints (bert-base-cased among them) put the encoder under
