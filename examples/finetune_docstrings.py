@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     world = torch.distributed.get_world_size() if distributed else 1
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    say = print if rank == 0 else (lambda *a, **k: None)
+    say = tqdm.write if rank == 0 else (lambda text: None)  # tqdm.write: lines above the progress bar
     torch.manual_seed(args.seed)
 
     started = time.perf_counter()
@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     progress = tqdm(total=steps, desc="fine-tuning", disable=rank != 0, file=sys.stdout)
     for epoch in range(args.epochs):
         shuffled = [train[index] for index in torch.randperm(len(train), generator=order).tolist()]
+        losses = []
         for texts, labels in batches(shuffled, args.batch_size):
             texts, labels = texts[rank::world], labels[rank::world]  # this process's share of the batch
             trained.train()
@@ -180,8 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             schedule.step()
+            losses.append(loss.item())
             progress.update()
-            progress.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+            progress.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}")
+        say(f"epoch {epoch + 1}: mean training loss {sum(losses) / len(losses):.3f}")
     progress.close()
     say(f"accuracy after fine-tuning: {accuracy(model, tokenizer, test, args, device):.1%}")
 
