@@ -1,0 +1,652 @@
+"""BERT's WordPiece tokenizer, from scratch: text in, model inputs out.
+
+Two stages, each its own class:
+
+1. ``BasicTokenizer`` normalizes the text (drop control characters, turn every whitespace into a
+   space, put spaces around CJK ideographs, strip accents and lower-case per the flags) and splits
+   it into words: on whitespace, and around every punctuation character.
+2. ``WordPiece`` covers each word greedily with the longest vocabulary pieces, left to right; the
+   pieces after the first carry a ``##`` prefix. A word it cannot cover, or one longer than
+   ``max_input_chars_per_word``, becomes ``[UNK]``.
+
+``BertTokenizer`` adds what a model needs around them (special tokens, pairs, truncation, padding,
+tensors, offsets; see ``tokenizer_batch.py``) and decoding, under transformers' names. Its ids are
+those of transformers' ``BertTokenizer`` (the Rust ``tokenizers`` one), surprises included; each
+surprise is marked "Reference quirk" where we reproduce it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import numbers
+import os
+import re
+import sys
+import unicodedata
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .tokenizer_batch import BatchEncoding, check_text, encode_batch
+
+VOCAB_FILE = "vocab.txt"
+CONFIG_FILE = "tokenizer_config.json"
+SPECIAL_TOKENS_FILE = "special_tokens_map.json"
+SPECIAL_TOKEN_NAMES = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+# ---- Which characters are punctuation, control, accent: the reference's answers ---------------
+#
+# The reference classifies characters with older tables than Python's `unicodedata` (Unicode 14.0
+# in Python 3.11): Unicode 8.0 for punctuation, control characters and accents (the
+# `unicode_categories` crate), 9.0 for NFD, and Rust's own Unicode 16 for lower-casing. We start
+# from Python's tables and apply the differences below, found by asking the reference about every
+# code point; tests/test_tokenizer.py::test_every_code_point_like_the_reference asks again.
+# Ranges of hex code points.
+
+# Punctuation added since Unicode 8.0: part of a word for the reference.
+_NEW_PUNCTUATION = """
+061D 09FD 0A76 0C77 0C84 1B7D-1B7E 2E43-2E4F 2E52-2E5D 10EAD 10F55-10F59 10F86-10F89 1144B-1144F
+1145A-1145B 1145D 11660-1166C 116B9 1183B 11944-11946 119E2 11A3F-11A46 11A9A-11A9C 11A9E-11AA2
+11C41-11C45 11C70-11C71 11EF7-11EF8 11FFF 12FF1-12FF2 16E97-16E9A 16FE2 1E95E-1E95F"""
+# Format characters added since Unicode 8.0: kept, where other format characters are removed.
+_NEW_FORMAT = "0890-0891 08E2 110CD 13430-13438"
+# Nonspacing marks added since Unicode 8.0: kept when accents are stripped.
+_NEW_MARKS = """
+07FD 0898-089F 08CA-08E1 09FE 0AFA-0AFF 0B55 0C04 0C3C 0D00 0D3B-0D3C 0D81 0EBA 180F 1885-1886
+1ABF-1ACE 1DF6-1DFB A82C A8C5 A8FF A9BD 10D24-10D27 10EAB-10EAC 10F46-10F50 10F82-10F85 11070
+11073-11074 110C2 111C9 111CF 1123E 1133B 11438-1143F 11442-11444 11446 1145E 1182F-11837
+11839-1183A 1193B-1193C 1193E 11943 119D4-119D7 119DA-119DB 119E0 11A01-11A0A 11A33-11A38
+11A3B-11A3E 11A47 11A51-11A56 11A59-11A5B 11A8A-11A96 11A98-11A99 11C30-11C36 11C38-11C3D 11C3F
+11C92-11CA7 11CAA-11CB0 11CB2-11CB3 11CB5-11CB6 11D31-11D36 11D3A 11D3C-11D3D 11D3F-11D45 11D47
+11D90-11D91 11D95 11D97 11EF3-11EF4 16F4F 16FE4 1CF00-1CF2D 1CF30-1CF46 1E000-1E006 1E008-1E018
+1E01B-1E021 1E023-1E024 1E026-1E02A 1E130-1E136 1E2AE 1E2EC-1E2EF 1E944-1E94A"""
+# Characters whose decomposition or combining class is newer than Unicode 9.0: NFD leaves them
+# as they are and reorders no marks across them.
+_NEW_DECOMPOSITIONS = """
+07FD 0898-089F 08CA-08D3 09FE 0C3C 0D3B-0D3C 0EBA 1715 1ABF-1ACE 1DF6-1DFA A82C 10D24-10D27
+10EAB-10EAC 10F46-10F50 10F82-10F85 11070 1133B 1145E 11839-1183A 11938 1193D-1193E 11943 119E0
+11A34 11A47 11A99 11D42 11D44-11D45 11D97 16FF0-16FF1 1E130-1E136 1E2AE 1E2EC-1E2EF"""
+# Categories changed since Unicode 8.0: still punctuation for the reference (U+166D CANADIAN
+# SYLLABICS CHI SIGN, U+111C9 SHARADA SANDHI MARK), still a nonspacing mark (U+1734 HANUNOO SIGN
+# PAMUDPOD).
+_OLD_PUNCTUATION = "166D 111C9"
+_OLD_MARKS = "1734"
+# Capital letters of Unicode 15-16 that Rust lower-cases and Python 3.11 does not know, as
+# "CAPITALS>FIRST_SMALL_LETTER". Reference quirk: Σ always becomes σ; Rust lower-cases one
+# character at a time, so there is no word-final ς as in Python's str.lower().
+_NEW_LOWERCASE = """
+03A3>03C3 1C89>1C8A A7CB>0264 A7CC>A7CD A7CE>A7CF A7D2>A7D3 A7D4>A7D5 A7DA>A7DB A7DC>019B
+10D50-10D65>10D70 16EA0-16EB8>16EBB"""
+
+# Whitespace, as Rust's char::is_whitespace. Cleaning removes \x0b, \x0c and \x85 first, as control
+# characters (and Python's str.isspace() would add \x1c-\x1f, which are control characters too).
+_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# The "Chinese character" blocks of the original BERT. Reference quirk: its fifth block starts at
+# U+2B920 where BERT's starts at U+2B820, so U+2B820-U+2B91F (early CJK Extension E) stay joined.
+_CJK_BLOCKS = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+               (0x2B740, 0x2B81F), (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+
+def _code_points(spec: str) -> set[int]:
+    """'0890-0891 08E2' -> {0x890, 0x891, 0x8E2}."""
+    points = set()
+    for item in spec.split():
+        first, _, last = item.partition("-")
+        points.update(range(int(first, 16), int(last or first, 16) + 1))
+    return points
+
+
+def _char_class(points: Iterable[int]) -> str:
+    """Code points -> a regex character class written as ranges: '[a-z\\u00e9]'."""
+    ranges: list[list[int]] = []
+    for point in sorted(points):
+        if ranges and ranges[-1][1] == point - 1:
+            ranges[-1][1] = point
+        else:
+            ranges.append([point, point])
+    body = "".join(re.escape(chr(a)) + ("" if a == b else "-" + re.escape(chr(b))) for a, b in ranges)
+    return f"[{body}]"
+
+
+@dataclass(frozen=True)
+class _UnicodeTables:
+    """The compiled character classes of the basic tokenizer (built once, on first use)."""
+
+    control: re.Pattern[str]  # removed by cleaning
+    whitespace: re.Pattern[str]  # replaced by " "
+    cjk: re.Pattern[str]  # each gets a space on either side
+    marks: re.Pattern[str]  # nonspacing marks, removed with the accents after NFD
+    opaque_to_nfd: re.Pattern[str]  # NFD leaves these alone (capturing, for re.split)
+    lowercase_fixes: re.Pattern[str]
+    lowercase_fix: dict[str, str]
+    words: re.Pattern[str]  # one punctuation character, or a run of neither punctuation nor space
+    ascii_clean: dict[int, int | None]  # str.translate tables: cleaning all ASCII text needs
+    ascii_clean_lower: dict[int, int | None]
+
+
+@functools.cache
+def _unicode_tables() -> _UnicodeTables:
+    control, punctuation, marks = {0, 0xFFFD}, set(), set()
+    for point in range(sys.maxunicode + 1):
+        category = unicodedata.category(chr(point))
+        if category in ("Cc", "Cf", "Co"):
+            control.add(point)
+        elif category[0] == "P":
+            punctuation.add(point)
+        elif category == "Mn":
+            marks.add(point)
+    control -= {ord("\t"), ord("\n"), ord("\r")} | _code_points(_NEW_FORMAT)
+    # Like BERT, every printable ASCII character that is not a letter or digit splits words ($, +, ^, ...).
+    punctuation |= {point for point in range(33, 127) if not chr(point).isalnum()}
+    punctuation = (punctuation - _code_points(_NEW_PUNCTUATION)) | _code_points(_OLD_PUNCTUATION)
+    marks = (marks - _code_points(_NEW_MARKS)) | _code_points(_OLD_MARKS)
+
+    lowercase_fix = {}
+    for item in _NEW_LOWERCASE.split():
+        capitals, small = item.split(">")
+        for offset, capital in enumerate(sorted(_code_points(capitals))):
+            lowercase_fix[chr(capital)] = chr(int(small, 16) + offset)
+
+    ascii_clean: dict[int, int | None] = {point: None for point in control if point < 128}
+    ascii_clean.update({ord(space): ord(" ") for space in "\t\n\r"})
+    punctuation_class = _char_class(punctuation)
+    return _UnicodeTables(
+        control=re.compile(_char_class(control)),
+        whitespace=re.compile(f"[{_WHITESPACE}]"),
+        cjk=re.compile(_char_class(point for first, last in _CJK_BLOCKS for point in range(first, last + 1))),
+        marks=re.compile(_char_class(marks)),
+        opaque_to_nfd=re.compile(f"({_char_class(_code_points(_NEW_DECOMPOSITIONS))})"),
+        lowercase_fixes=re.compile(_char_class(map(ord, lowercase_fix))),
+        lowercase_fix=lowercase_fix,
+        words=re.compile(f"{punctuation_class}|[^{punctuation_class[1:-1]}{_WHITESPACE}]+"),
+        ascii_clean=ascii_clean,
+        ascii_clean_lower={**ascii_clean, **{point: point + 32 for point in range(ord("A"), ord("Z") + 1)}},
+    )
+
+
+# ---- Stage 1: basic tokenization --------------------------------------------------------------
+
+
+class BasicTokenizer:
+    """Text -> words: the reference's BertNormalizer followed by its BertPreTokenizer."""
+
+    def __init__(self, do_lower_case: bool = True, strip_accents: bool | None = None,
+                 tokenize_chinese_chars: bool = True) -> None:
+        self.do_lower_case = do_lower_case
+        # As in the original BERT, accents go whenever case goes, unless strip_accents says otherwise.
+        self.strip_accents = do_lower_case if strip_accents is None else strip_accents
+        self.tokenize_chinese_chars = tokenize_chinese_chars
+        self.tables = _unicode_tables()
+
+        # The reference's steps, in its order; each maps text to text.
+        self.steps = [self.clean]
+        if tokenize_chinese_chars:
+            self.steps.append(self.space_out_cjk)
+        if self.strip_accents:
+            self.steps += [self.decompose, self.drop_marks]
+        if do_lower_case:
+            self.steps.append(self.lower)
+
+    def normalize(self, text: str) -> str:
+        """Clean, space out CJK, strip accents, lower-case, as the flags say."""
+        if text.isascii():
+            # Fast path: no CJK, no accents, so one C-level pass cleans (and lower-cases).
+            return text.translate(self.tables.ascii_clean_lower if self.do_lower_case else self.tables.ascii_clean)
+        for step in self.steps:
+            text = step(text)
+        return text
+
+    def clean(self, text: str) -> str:
+        """Drop control characters; every whitespace becomes a space."""
+        return self.tables.whitespace.sub(" ", self.tables.control.sub("", text))
+
+    def space_out_cjk(self, text: str) -> str:
+        """A space either side of each CJK ideograph, so that each is a word."""
+        return self.tables.cjk.sub(r" \g<0> ", text)
+
+    def decompose(self, text: str) -> str:
+        """NFD as the reference's (older) tables do it: "é" -> "e" + U+0301."""
+        parts = self.tables.opaque_to_nfd.split(text)
+        # re.split with a capturing group puts the characters NFD must not touch at odd positions.
+        return "".join(part if index % 2 else unicodedata.normalize("NFD", part) for index, part in enumerate(parts))
+
+    def drop_marks(self, text: str) -> str:
+        """Remove the nonspacing marks (the accents, once decomposed)."""
+        return self.tables.marks.sub("", text)
+
+    def lower(self, text: str) -> str:
+        """Lower-case as Rust does it, one character at a time."""
+        fixes = self.tables.lowercase_fixes
+        if fixes.search(text):
+            text = fixes.sub(lambda match: self.tables.lowercase_fix[match[0]], text)
+        return text.lower()
+
+    def origins(self, text: str) -> list[int]:
+        """For each character of ``normalize(text)``, the index in ``text`` of the one it came from."""
+        if text.isascii():
+            removed = self.tables.ascii_clean
+            return [index for index, char in enumerate(text) if removed.get(ord(char), 0) is not None]
+        origins = list(range(len(text)))
+        for step in self.steps:
+            if step == self.decompose:
+                origins = self._decomposed_origins(text, origins)
+            else:  # the other steps map each character on its own
+                origins = [origin for char, origin in zip(text, origins) for _ in range(len(step(char)))]
+            text = step(text)
+        return origins
+
+    def _decomposed_origins(self, text: str, origins: list[int]) -> list[int]:
+        """Origins through NFD, assigned as the reference's aligner does.
+
+        Each character decomposes on its own: its first piece replaces it, the others are inserted.
+        Canonical reordering then sorts each run of marks by combining class, and the pieces keep
+        their kind: in the new order, replacing pieces take the old characters' origins one by one,
+        and an inserted piece the origin of the last one taken.
+        """
+        opaque = self.tables.opaque_to_nfd
+        pieces = [(0 if opaque.match(piece) else unicodedata.combining(piece), index == 0)
+                  for char in text for index, piece in enumerate(self.decompose(char))]
+        reordered: list[tuple[int, bool]] = []
+        marks: list[tuple[int, bool]] = []
+        for piece in pieces + [(0, True)]:  # a last starter flushes the last run of marks
+            if piece[0]:
+                marks.append(piece)
+            else:
+                reordered += sorted(marks, key=lambda mark: mark[0]) + [piece]  # stable, as NFD's reordering
+                marks = []
+        taken, new_origins = 0, []
+        for _, replaces in reordered[:-1]:
+            new_origins.append(origins[taken] if replaces else origins[max(taken - 1, 0)])
+            taken += replaces
+        return new_origins
+
+    def split(self, normalized: str) -> list[str]:
+        """Normalized text -> words: split on whitespace, each punctuation character a word."""
+        return self.tables.words.findall(normalized)
+
+    def spans(self, normalized: str) -> list[tuple[int, int]]:
+        """Like ``split``, as (start, end) character positions in ``normalized``."""
+        return [match.span() for match in self.tables.words.finditer(normalized)]
+
+    def tokenize(self, text: str) -> list[str]:
+        """Text -> words."""
+        return self.split(self.normalize(text))
+
+
+# ---- Stage 2: WordPiece ---------------------------------------------------------------------
+
+
+class WordPiece:
+    """Word -> vocabulary pieces, greedy longest-match-first; ``##`` marks a continuation."""
+
+    CACHE_SIZE = 1 << 18  # words; cleared when full, which in practice means never
+
+    def __init__(self, vocab: dict[str, int], unk_token: str = "[UNK]", max_input_chars_per_word: int = 100,
+                 prefix: str = "##") -> None:
+        self.vocab = vocab
+        self.unk_id = vocab[unk_token]
+        self.max_input_chars_per_word = max_input_chars_per_word
+        self.prefix = prefix
+        self.longest = max(map(len, vocab), default=0)  # no piece is longer, so no longer match is tried
+        self.cache: dict[str, tuple[int, ...]] = {}
+
+    def spans(self, word: str) -> list[tuple[int, int, int]]:
+        """(id, start, end) of each piece of ``word``; a single [UNK] when it cannot be covered."""
+        unknown = [(self.unk_id, 0, len(word))]
+        if len(word) > self.max_input_chars_per_word:
+            return unknown
+        pieces, start = [], 0
+        while start < len(word):
+            prefix = self.prefix if start else ""
+            for end in range(min(len(word), start + self.longest), start, -1):
+                piece_id = self.vocab.get(prefix + word[start:end])
+                if piece_id is not None:
+                    pieces.append((piece_id, start, end))
+                    start = end
+                    break
+            else:  # no piece starts here: the whole word is unknown, not just this part
+                return unknown
+        return pieces
+
+    def ids(self, word: str) -> tuple[int, ...]:
+        """The piece ids of ``word``, remembered: real text repeats its words."""
+        ids = self.cache.get(word)
+        if ids is None:
+            if len(self.cache) >= self.CACHE_SIZE:
+                self.cache.clear()
+            ids = self.cache[word] = tuple(piece_id for piece_id, _, _ in self.spans(word))
+        return ids
+
+
+# ---- The tokenizer -------------------------------------------------------------------------
+
+
+class BertTokenizer:
+    """BERT's tokenizer under transformers' API: ``tok(["Hello!"], padding=True, return_tensors="pt")``.
+
+    ``from_pretrained`` reads the settings from ``tokenizer_config.json`` as transformers does.
+    ``never_split`` is accepted and, as in transformers' (Rust) ``BertTokenizer``, has no effect:
+    the special tokens are the words that are never split.
+    """
+
+    def __init__(
+        self,
+        vocab_file: str | os.PathLike,
+        do_lower_case: bool = True,
+        strip_accents: bool | None = None,
+        tokenize_chinese_chars: bool = True,
+        never_split: Iterable[str] | None = None,
+        *,
+        unk_token: str = "[UNK]",
+        sep_token: str = "[SEP]",
+        pad_token: str = "[PAD]",
+        cls_token: str = "[CLS]",
+        mask_token: str = "[MASK]",
+        model_max_length: int | None = None,
+        clean_up_tokenization_spaces: bool = False,
+        max_input_chars_per_word: int = 100,
+    ) -> None:
+        for name, value in [("do_lower_case", do_lower_case), ("tokenize_chinese_chars", tokenize_chinese_chars),
+                            ("clean_up_tokenization_spaces", clean_up_tokenization_spaces)]:
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False, got {value!r}")
+        if strip_accents is not None and not isinstance(strip_accents, bool):
+            raise TypeError(f"strip_accents must be None, True or False, got {strip_accents!r}")
+        if model_max_length is not None and (not isinstance(model_max_length, int) or model_max_length < 1):
+            raise ValueError(f"model_max_length must be a positive int or None, got {model_max_length!r}")
+        self.never_split = list(never_split) if never_split else None
+        if self.never_split:
+            warnings.warn("never_split has no effect, as in transformers' BertTokenizer", stacklevel=2)
+
+        self.vocab_file = Path(vocab_file)
+        self.id_to_token = _read_vocab(self.vocab_file)
+        self.vocab = {token: index for index, token in enumerate(self.id_to_token)}  # a repeated line: last id
+        self.do_lower_case = do_lower_case
+        self.strip_accents = strip_accents
+        self.tokenize_chinese_chars = tokenize_chinese_chars
+        self.model_max_length = model_max_length
+        self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
+        self.basic = BasicTokenizer(do_lower_case, strip_accents, tokenize_chinese_chars)
+
+        specials = dict(unk_token=unk_token, sep_token=sep_token, pad_token=pad_token, cls_token=cls_token,
+                        mask_token=mask_token)
+        for name, token in specials.items():
+            if not isinstance(token, str) or token not in self.vocab:
+                raise ValueError(f"{name} {token!r} is not in {self.vocab_file}")
+            setattr(self, name, token)
+            setattr(self, name + "_id", self.vocab[token])
+        self.wordpiece = WordPiece(self.vocab, unk_token, max_input_chars_per_word)
+        self.all_special_ids = {self.vocab[token] for token in specials.values()}
+        # The special tokens are found in the raw text, before normalization, so "[CLS]" is one token
+        # while "[cls]" is lower-cased text; the longest wins where two start at the same place.
+        by_length = sorted(set(specials.values()), key=len, reverse=True)
+        self._special_split = re.compile("(" + "|".join(map(re.escape, by_length)) + ")").split
+
+    def __repr__(self) -> str:
+        return (f"BertTokenizer(vocab_size={len(self.vocab)}, do_lower_case={self.do_lower_case}, "
+                f"strip_accents={self.strip_accents}, tokenize_chinese_chars={self.tokenize_chinese_chars})")
+
+    def __len__(self) -> int:
+        return len(self.id_to_token)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.id_to_token)
+
+    # -- loading and saving --
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
+                        revision: str | None = None, token: str | bool | None = None,
+                        local_files_only: bool = False, **overrides: Any) -> BertTokenizer:
+        """Load from a directory holding vocab.txt (+ tokenizer_config.json), or a hub id.
+
+        Hub files go through huggingface_hub's cache (``cache_dir``); ``HF_HUB_OFFLINE=1`` or
+        ``local_files_only`` use only that cache. Keyword ``overrides`` win over the config file.
+        """
+        hub = dict(cache_dir=cache_dir, revision=revision, token=token, local_files_only=local_files_only)
+        vocab_file = _find_file(name_or_path, VOCAB_FILE, required=True, hub=hub)
+        settings: dict[str, Any] = {}
+        for file in (CONFIG_FILE, SPECIAL_TOKENS_FILE):  # as in transformers, the special tokens map wins
+            path = _find_file(name_or_path, file, required=False, hub=hub)
+            if path is not None:
+                settings.update(_read_settings(path))
+        settings.update(overrides)
+        return cls(vocab_file, **settings)
+
+    def save_pretrained(self, directory: str | os.PathLike) -> tuple[str, ...]:
+        """Write vocab.txt, tokenizer_config.json and special_tokens_map.json, readable by transformers."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        specials = {name: getattr(self, name) for name in SPECIAL_TOKEN_NAMES}
+        config = dict(tokenizer_class="BertTokenizer", do_lower_case=self.do_lower_case,
+                      strip_accents=self.strip_accents, tokenize_chinese_chars=self.tokenize_chinese_chars,
+                      never_split=self.never_split, clean_up_tokenization_spaces=self.clean_up_tokenization_spaces,
+                      **specials)
+        if self.model_max_length is not None:
+            config["model_max_length"] = self.model_max_length
+        files = {VOCAB_FILE: "".join(token + "\n" for token in self.id_to_token),
+                 CONFIG_FILE: json.dumps(config, indent=2, ensure_ascii=False) + "\n",
+                 SPECIAL_TOKENS_FILE: json.dumps(specials, indent=2, ensure_ascii=False) + "\n"}
+        for name, content in files.items():
+            (directory / name).write_text(content, encoding="utf-8")
+        return tuple(str(directory / name) for name in files)
+
+    # -- text -> ids --
+
+    def encode_text(self, text: str, offsets: list[tuple[int, int]] | None = None) -> list[int]:
+        """One text -> token ids, no special tokens added. With ``offsets`` (a list), also append
+        each token's (start, end) character span in ``text``."""
+        ids: list[int] = []
+        position = 0
+        # Odd parts are special tokens written in the text; even parts are ordinary text.
+        for index, part in enumerate(self._special_split(text)):
+            if index % 2:
+                ids.append(self.vocab[part])
+                if offsets is not None:
+                    offsets.append((position, position + len(part)))
+            elif part and offsets is None:
+                word_ids = self.wordpiece.ids
+                for word in self.basic.tokenize(part):
+                    ids += word_ids(word)
+            elif part:
+                self._encode_with_offsets(part, position, ids, offsets)
+            position += len(part)
+        return ids
+
+    def _encode_with_offsets(self, text: str, position: int, ids: list[int],
+                             offsets: list[tuple[int, int]]) -> None:
+        normalized = self.basic.normalize(text)
+        origins = self.basic.origins(text)
+        for word_start, word_end in self.basic.spans(normalized):
+            for piece_id, start, end in self.wordpiece.spans(normalized[word_start:word_end]):
+                ids.append(piece_id)
+                # A piece spans from its first character's source to just past its last one's.
+                offsets.append((position + origins[word_start + start], position + origins[word_start + end - 1] + 1))
+
+    def tokenize(self, text: str, pair: str | None = None) -> list[str]:
+        """Text (and a pair) -> WordPiece tokens, without [CLS]/[SEP]."""
+        texts = [text] if pair is None else [text, pair]
+        for index, item in enumerate(texts):
+            check_text(item, "text" if index == 0 else "pair")
+        return [self.id_to_token[piece_id] for item in texts for piece_id in self.encode_text(item)]
+
+    def __call__(
+        self,
+        text: str | list[str] | tuple[str, ...],
+        text_pair: str | list[str] | tuple[str, ...] | None = None,
+        *,
+        add_special_tokens: bool = True,
+        padding: bool | str = False,
+        truncation: bool | str | None = None,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+        return_offsets_mapping: bool = False,
+    ) -> BatchEncoding:
+        """Texts (and pairs) -> {"input_ids", "token_type_ids", "attention_mask"} (+ "offset_mapping").
+
+        A single text gives flat lists; a list of texts gives one row each. ``padding``: False,
+        True/"longest", "max_length". ``truncation``: False, True/"longest_first", "only_first",
+        "only_second", counting ``max_length`` with the special tokens. ``return_tensors``: None
+        (lists), "pt" (torch.long) or "np" (int64), shape (batch, seq).
+        """
+        return encode_batch(self, text, text_pair, add_special_tokens=add_special_tokens, padding=padding,
+                            truncation=truncation, max_length=max_length, return_tensors=return_tensors,
+                            return_offsets_mapping=return_offsets_mapping)
+
+    # -- ids <-> tokens <-> text --
+
+    def convert_tokens_to_ids(self, tokens: str | list[str]) -> int | list[int]:
+        """Token(s) -> id(s); a token outside the vocabulary gives the [UNK] id."""
+        if isinstance(tokens, str):
+            return self.vocab.get(tokens, self.unk_token_id)
+        return [self.vocab.get(token, self.unk_token_id) for token in tokens]
+
+    def convert_ids_to_tokens(self, ids: int | Iterable[int] | Any, skip_special_tokens: bool = False) -> str | list[str]:
+        """Id(s) -> token(s); ids may also come as a tensor or array."""
+        ids = _plain_ids(ids)
+        if isinstance(ids, int):
+            return self.id_to_token[self._check_id(ids)]
+        ids = [self._check_id(piece_id) for piece_id in ids]
+        return [self.id_to_token[piece_id] for piece_id in ids
+                if not (skip_special_tokens and piece_id in self.all_special_ids)]
+
+    def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        """Tokens -> text, as the reference's WordPiece decoder: "##" pieces join the previous one."""
+        pieces = []
+        for index, token in enumerate(tokens):
+            if index:  # the first token keeps a "##" it may start with
+                token = token[2:] if token.startswith("##") else " " + token
+            # Reference quirk: its clean-up works token by token, so " ." loses its space but
+            # an apostrophe ("isn ' t") never meets the " ' " it looks for.
+            pieces.append(_replace_all(token, _DECODER_CLEANUP))
+        return "".join(pieces)
+
+    def decode(self, token_ids: int | Iterable[int] | Any, skip_special_tokens: bool = False,
+               clean_up_tokenization_spaces: bool | None = None) -> str | list[str]:
+        """Ids -> text. A batch of rows (list of lists, 2-D tensor) gives a list of texts."""
+        ids = _plain_ids(token_ids)
+        if isinstance(ids, int):
+            ids = [ids]
+        elif ids and isinstance(ids[0].tolist() if hasattr(ids[0], "tolist") else ids[0], (list, tuple)):
+            return self.batch_decode(ids, skip_special_tokens, clean_up_tokenization_spaces)  # rows, as transformers
+        text = self.convert_tokens_to_string(self.convert_ids_to_tokens(ids, skip_special_tokens))
+        if self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces:
+            text = _replace_all(text, _CLEANUP)
+        return text
+
+    def batch_decode(self, sequences: Iterable[Iterable[int]] | Any, skip_special_tokens: bool = False,
+                     clean_up_tokenization_spaces: bool | None = None) -> list[str]:
+        """Rows of ids -> one text each."""
+        rows = _plain_ids(sequences)
+        if isinstance(rows, int):
+            raise TypeError("batch_decode takes rows of token ids, got a single int")
+        return [self.decode(row, skip_special_tokens, clean_up_tokenization_spaces) for row in rows]
+
+    def _check_id(self, piece_id: Any) -> int:
+        if not _is_int(piece_id):
+            raise TypeError(f"token ids must be ints, got {type(piece_id).__name__}")
+        if not 0 <= piece_id < len(self.id_to_token):
+            raise ValueError(f"token id {piece_id} is outside the vocabulary (ids 0..{len(self.id_to_token) - 1})")
+        return int(piece_id)
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+# The reference's WordPiece decoder cleans each token; transformers' clean_up_tokenization_spaces
+# cleans the whole text afterwards with nearly the same list.
+_DECODER_CLEANUP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+                    (" 'm", "'m"), (" do not", " don't"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
+_CLEANUP = tuple(pair for pair in _DECODER_CLEANUP if pair[0] != " do not")
+
+
+def _replace_all(text: str, replacements: tuple[tuple[str, str], ...]) -> str:
+    for old, new in replacements:
+        text = text.replace(old, new)
+    return text
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)  # numpy's ints are Integral too
+
+
+def _plain_ids(values: Any) -> int | list:
+    """Token ids from a list, tuple, tensor or array -> an int or a (nested) Python list."""
+    values = values.tolist() if hasattr(values, "tolist") else values
+    if _is_int(values):
+        return int(values)
+    if not isinstance(values, (list, tuple)):
+        raise TypeError(f"expected token ids (an int or a list of ints), got {type(values).__name__}")
+    return list(values)
+
+
+def _read_vocab(path: Path) -> list[str]:
+    """vocab.txt -> its tokens, one a line; the line number is the id."""
+    if not path.is_file():
+        raise OSError(f"vocab file {path} does not exist" if not path.exists() else f"{path} is not a file")
+    try:
+        tokens = path.read_text(encoding="utf-8").split("\n")
+    except UnicodeDecodeError as error:
+        raise OSError(f"{path} is not UTF-8 text: {error}") from None
+    if tokens[-1] == "":
+        tokens.pop()  # the newline that ends the last line
+    if not tokens:
+        raise ValueError(f"{path} is empty")
+    return tokens
+
+
+def _read_settings(path: Path) -> dict[str, Any]:
+    """The settings BertTokenizer takes from a tokenizer_config.json or special_tokens_map.json."""
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise OSError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(config, dict):
+        raise OSError(f"{path} should hold a JSON object, not {type(config).__name__}")
+    known = {"do_lower_case", "strip_accents", "tokenize_chinese_chars", "never_split", "model_max_length",
+             "clean_up_tokenization_spaces", *SPECIAL_TOKEN_NAMES}
+    settings = {key: value for key, value in config.items() if key in known}
+    for name in SPECIAL_TOKEN_NAMES:  # transformers may save a token as {"content": "[CLS]", ...}
+        if isinstance(settings.get(name), dict):
+            settings[name] = settings[name].get("content")
+    # transformers writes a huge number (int(1e30)) for "no limit".
+    if isinstance(settings.get("model_max_length"), (int, float)) and settings["model_max_length"] > 1e12:
+        settings["model_max_length"] = None
+    return settings
+
+
+def _find_file(name_or_path: str | os.PathLike, filename: str, *, required: bool, hub: dict[str, Any]) -> Path | None:
+    """``filename`` in a local directory, or fetched from the hub into its cache; None if absent and optional."""
+    local = Path(name_or_path)
+    if local.is_dir():
+        if (local / filename).is_file():
+            return local / filename
+        if required:
+            raise OSError(f"{local} has no {filename}")
+        return None
+    if local.exists():
+        raise OSError(f"{local} is a file; pass the directory that holds {VOCAB_FILE}")
+    # Imported here: only hub ids need huggingface_hub.
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
+
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; we read it at each call.
+    offline = hub["local_files_only"] or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+    try:
+        return Path(hf_hub_download(str(name_or_path), filename, cache_dir=hub["cache_dir"], revision=hub["revision"],
+                                    token=hub["token"], local_files_only=offline))
+    except LocalEntryNotFoundError:
+        if not required:
+            return None
+        raise OSError(f"cannot load {filename} of {str(name_or_path)!r}: it is not a local directory, the Hugging "
+                      "Face hub cannot be reached (or HF_HUB_OFFLINE is set) and the hub cache has no copy") from None
+    except EntryNotFoundError:
+        if not required:
+            return None
+        raise OSError(f"the hub repository {str(name_or_path)!r} has no {filename}") from None
+    except (OSError, ValueError) as error:  # unknown repo or revision, bad id, HTTP errors
+        raise OSError(f"cannot load {filename} of {str(name_or_path)!r}: it is not a local directory, "
+                      f"and the hub says: {error}") from None
