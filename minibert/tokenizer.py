@@ -74,9 +74,9 @@ _NEW_DECOMPOSITIONS = """
 # PAMUDPOD).
 _OLD_PUNCTUATION = "166D 111C9"
 _OLD_MARKS = "1734"
-# Capital letters of Unicode 15-16 that Rust lower-cases and Python 3.11 does not know, as
-# "CAPITALS>FIRST_SMALL_LETTER". Reference quirk: Σ always becomes σ; Rust lower-cases one
-# character at a time, so there is no word-final ς as in Python's str.lower().
+# Lower-casing that differs, as "CAPITALS>FIRST_SMALL_LETTER": Unicode 16's new capitals, unknown to
+# Python 3.11; and, a reference quirk, Σ always becomes σ: Rust lower-cases one character at a
+# time, so there is no word-final ς as with Python's str.lower().
 _NEW_LOWERCASE = """
 03A3>03C3 1C89>1C8A A7CB>0264 A7CC>A7CD A7CE>A7CF A7D2>A7D3 A7D4>A7D5 A7DA>A7DB A7DC>019B
 10D50-10D65>10D70 16EA0-16EB8>16EBB"""

@@ -58,6 +58,13 @@ def encode_batch(tokenizer: BertTokenizer, text: Any, text_pair: Any, *, add_spe
     padding, truncation, max_length = _strategies(tokenizer, padding, truncation, max_length)
     if return_tensors not in (None, "pt", "np"):
         raise ValueError(f"return_tensors must be None, 'pt' or 'np', got {return_tensors!r}")
+    specials = (2 if seconds[0] is None else 3) if add_special_tokens else 0  # all rows are pairs, or none
+    if truncation and max_length < specials:
+        # Reference quirk: Rust subtracts the special tokens from max_length in unsigned
+        # arithmetic, which wraps around to "no limit"; we keep its output, and say so.
+        warnings.warn(f"max_length={max_length} cannot even hold the {specials} special tokens; "
+                      "as in transformers, the text is not truncated", stacklevel=3)
+        truncation = None
     rows = [_encode_row(tokenizer, first, second, add_special_tokens, truncation, max_length, return_offsets_mapping)
             for first, second in zip(firsts, seconds)]
     if padding:
@@ -144,15 +151,9 @@ def _encode_row(tokenizer: BertTokenizer, first: str, second: str | None, add_sp
     ids = [tokenizer.encode_text(text, spans) for text, spans in zip(sequences, offsets)]
     if truncation:
         specials = len(sequences) + 1 if add_special_tokens else 0
-        if max_length < specials:
-            # Reference quirk: Rust subtracts the special tokens from max_length in unsigned
-            # arithmetic, which wraps around to "no limit"; we keep its output and say so.
-            warnings.warn(f"max_length={max_length} cannot even hold the {specials} special tokens; "
-                          "as in transformers, the text is not truncated", stacklevel=5)
-        else:
-            kept = _kept_lengths([len(part) for part in ids], max_length - specials, truncation)
-            ids = [part[:keep] for part, keep in zip(ids, kept)]
-            offsets = [None if part is None else part[:keep] for part, keep in zip(offsets, kept)]
+        kept = _kept_lengths([len(part) for part in ids], max_length - specials, truncation)
+        ids = [part[:keep] for part, keep in zip(ids, kept)]
+        offsets = [None if part is None else part[:keep] for part, keep in zip(offsets, kept)]
 
     row_ids, types, row_offsets = [], [], []
     for index, (part, spans) in enumerate(zip(ids, offsets)):
