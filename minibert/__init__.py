@@ -2,6 +2,8 @@
 
 from .config import BertConfig
 from .model import BertModel, BertModelOutput
+from .tokenizer import BertTokenizer
+from .tokenizer_batch import BatchEncoding
 from .auto import (
     AutoModel,
     AutoModelForMaskedLM,
@@ -31,6 +33,7 @@ __all__ = [
     "AutoModelForQuestionAnswering",
     "AutoModelForSequenceClassification",
     "AutoModelForTokenClassification",
+    "BatchEncoding",
     "BertConfig",
     "BertForMaskedLM",
     "BertForMultipleChoice",
@@ -41,4 +44,5 @@ __all__ = [
     "BertForTokenClassification",
     "BertModel",
     "BertModelOutput",
+    "BertTokenizer",
 ]

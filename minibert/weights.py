@@ -116,6 +116,8 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str, *, required: bo
         if required:
             raise OSError(f"{local} has no {filename}")
         return None
+    if local.is_file():
+        raise OSError(f"{local} is a file; pass the directory that holds {filename} (or a hub id)")
     if isinstance(name_or_path, Path) or str(name_or_path).startswith((".", "/", "~")) or local.exists():
         raise OSError(f"{name_or_path} is not a directory (expected a model folder or a hub id)")
     return _hub_download(str(name_or_path), filename, required=required, **hub)
@@ -135,6 +137,9 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, **hub: Any) ->
     unknown = set(hub) - set(HUB_ARGUMENTS)
     if unknown:
         raise TypeError(f"unexpected hub arguments {sorted(unknown)}; known: {HUB_ARGUMENTS}")
+    # huggingface_hub reads HF_HUB_OFFLINE once, when it is imported; we honour it at each call.
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
+        hub["local_files_only"] = True
     try:
         return Path(hf_hub_download(repo_id, filename, **{k: v for k, v in hub.items() if v is not None}))
     except LocalEntryNotFoundError:
