@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import BertConfig
+from .unpadded import PackedSequences
 
 
 def additive_padding_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -75,9 +76,15 @@ class SelfAttention(nn.Module):
         return projected.view(batch, seq, self.num_heads, self.head_size).transpose(1, 2)  # (batch, heads, seq, head_dim)
 
     def forward(
-        self, hidden: torch.Tensor, additive_mask: torch.Tensor | None, return_probs: bool = False
+        self, hidden: torch.Tensor, additive_mask: torch.Tensor | None, return_probs: bool = False,
+        packing: PackedSequences | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """hidden (batch, seq, hidden) -> (batch, seq, hidden), and probs (batch, heads, seq, seq) if asked."""
+        """hidden (batch, seq, hidden) -> (batch, seq, hidden), and probs (batch, heads, seq, seq) if asked.
+
+        With ``packing``, hidden is (total_tokens, hidden): a batch's real tokens only (see unpadded.py).
+        """
+        if packing is not None:
+            return self.forward_packed(hidden, packing), None
         batch, seq, hidden_size = hidden.shape
         query = self.split_heads(self.query(hidden))  # (batch, heads, seq, head_dim)
         key = self.split_heads(self.key(hidden))  # (batch, heads, seq, head_dim)
@@ -92,3 +99,13 @@ class SelfAttention(nn.Module):
         context = context.transpose(1, 2).contiguous()  # (batch, seq, heads, head_dim)
         context = context.reshape(batch, seq, hidden_size)  # (batch, seq, hidden)
         return self.output(context), probs
+
+    def forward_packed(self, hidden: torch.Tensor, packing: PackedSequences) -> torch.Tensor:
+        """hidden (total_tokens, hidden), the real tokens in packed order -> (total_tokens, hidden)."""
+        total_tokens, hidden_size = hidden.shape
+        query = self.query(hidden).view(total_tokens, self.num_heads, self.head_size)  # (total, heads, head_dim)
+        key = self.key(hidden).view(total_tokens, self.num_heads, self.head_size)  # (total, heads, head_dim)
+        value = self.value(hidden).view(total_tokens, self.num_heads, self.head_size)  # (total, heads, head_dim)
+        dropout = self.probs_dropout if self.training else 0.0
+        context = packing.attention(query, key, value, dropout)  # (total, heads, head_dim)
+        return self.output(context.reshape(total_tokens, hidden_size))  # (total, hidden)

@@ -11,6 +11,7 @@ from torch.utils.checkpoint import checkpoint
 from .activations import ACTIVATIONS
 from .attention import SelfAttention
 from .config import BertConfig
+from .unpadded import PackedSequences
 
 
 class FeedForward(nn.Module):
@@ -39,10 +40,14 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
-        self, hidden: torch.Tensor, additive_mask: torch.Tensor | None, return_probs: bool = False
+        self, hidden: torch.Tensor, additive_mask: torch.Tensor | None, return_probs: bool = False,
+        packing: PackedSequences | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """hidden (batch, seq, hidden) -> (batch, seq, hidden), probs (batch, heads, seq, seq) or None."""
-        attended, probs = self.attention(hidden, additive_mask, return_probs)
+        """hidden (batch, seq, hidden) -> (batch, seq, hidden), probs (batch, heads, seq, seq) or None.
+
+        With ``packing``, hidden is (total_tokens, hidden) throughout: everything but attention is per token.
+        """
+        attended, probs = self.attention(hidden, additive_mask, return_probs, packing)
         hidden = self.attention_norm(self.dropout(attended) + hidden)
         transformed = self.feed_forward(hidden)
         hidden = self.feed_forward_norm(self.dropout(transformed) + hidden)
@@ -65,15 +70,20 @@ class Encoder(nn.Module):
         additive_mask: torch.Tensor | None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        packing: PackedSequences | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
-        """(batch, seq, hidden) -> last hidden state, every layer's input and output, every layer's probs."""
+        """(batch, seq, hidden) -> last hidden state, every layer's input and output, every layer's probs.
+
+        With ``packing`` every hidden state is (total_tokens, hidden) instead (see unpadded.py).
+        """
         all_hidden = [hidden] if output_hidden_states else None
         all_probs = [] if output_attentions else None
         for layer in self.layers:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                hidden, probs = checkpoint(layer, hidden, additive_mask, output_attentions, use_reentrant=False)
+                hidden, probs = checkpoint(layer, hidden, additive_mask, output_attentions, packing,
+                                           use_reentrant=False)
             else:
-                hidden, probs = layer(hidden, additive_mask, output_attentions)
+                hidden, probs = layer(hidden, additive_mask, output_attentions, packing)
             if all_hidden is not None:
                 all_hidden.append(hidden)
             if all_probs is not None:

@@ -15,10 +15,15 @@ from minibert import BertModel
 
 IMPLEMENTATIONS = ["eager", "sdpa"]
 SDPA_RTOL, SDPA_ATOL = 1e-5, 1e-6
+# At full size (12 layers x 768) float32 rounding alone moves outputs by a few 1e-6: transformers'
+# own sdpa output lies 3.7e-6 from a float64 reference. minibert's unpadded attention rounds
+# differently from transformers' masked kernel (as accurately: test_unpadded.py holds both against
+# float64), so a full-size padded batch is compared with 1e-5 absolute.
+SDPA_ATOL_FULL_SIZE = 1e-5
 
 
 def compare(ours, theirs, implementation: str, attention_mask: torch.Tensor | None = None,
-            theirs_eager=None) -> None:
+            theirs_eager=None, atol: float = SDPA_ATOL) -> None:
     """Compare every output field. ``theirs_eager`` supplies attentions when transformers' sdpa has none."""
     real = None if attention_mask is None else attention_mask.bool()
 
@@ -28,7 +33,7 @@ def compare(ours, theirs, implementation: str, attention_mask: torch.Tensor | No
         else:
             if real is not None and actual.dim() == 3:
                 actual, expected = actual[real], expected[real]  # (real_tokens, hidden)
-            assert_close(actual, expected, rtol=SDPA_RTOL, atol=SDPA_ATOL, what=what)
+            assert_close(actual, expected, rtol=SDPA_RTOL, atol=atol, what=what)
 
     check(ours.last_hidden_state, theirs.last_hidden_state, "last_hidden_state")
     check(ours.pooler_output, theirs.pooler_output, "pooler_output")
@@ -138,7 +143,7 @@ def test_bert_base_cased_shape(base_cased_checkpoint, implementation):
     with torch.no_grad():
         for inputs in (seed, long, pairs):
             compare(ours(**inputs, output_hidden_states=True), theirs(**inputs, output_hidden_states=True),
-                    implementation, inputs.get("attention_mask"))
+                    implementation, inputs.get("attention_mask"), atol=SDPA_ATOL_FULL_SIZE)
 
 
 def test_eager_and_sdpa_agree(tiny_checkpoints):
