@@ -16,6 +16,7 @@ from .config import BertConfig
 from .embeddings import BertEmbeddings
 from .encoder import Encoder
 from .inputs import check_inputs
+from .unpadded import PackedSequences
 from .weights import HUB_ARGUMENTS, LoadReport, load_into, resolve_weight_files, save_weights
 
 
@@ -69,6 +70,23 @@ def init_tensor_(module: nn.Module, name: str, tensor: torch.Tensor, config: Ber
             tensor.normal_(mean=0.0, std=config.initializer_range)
             if isinstance(module, nn.Embedding) and module.padding_idx is not None:
                 tensor[module.padding_idx].zero_()
+
+
+class SkipNormalInitOnMeta(torch.overrides.TorchFunctionMode):
+    """Within this context, normal_ on a meta tensor does nothing (there is nothing to fill).
+
+    nn.Embedding initialises itself with normal_, and on the meta device torch runs that through a
+    Python decomposition that imports torch._dynamo: 2 s and 80 MiB for numbers nobody keeps.
+    A TorchFunctionMode is per thread, so other threads' initialisation is untouched.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (nn.init.normal_, torch.Tensor.normal_):
+            tensor = args[0] if args else kwargs["tensor"]
+            if tensor.is_meta:
+                return tensor
+        return func(*args, **kwargs)
 
 
 class PreTrainedBert(nn.Module):
@@ -137,7 +155,7 @@ class PreTrainedBert(nn.Module):
         dtype = _resolve_dtype(dtype if dtype is not None else torch_dtype)
         # Built on the meta device: no memory, no random init; the checkpoint's tensors are then
         # assigned in place of the empty ones, so the weights exist exactly once.
-        with torch.device("meta"):
+        with torch.device("meta"), SkipNormalInitOnMeta():
             model = cls(config)
         report = load_into(model, files, strict=strict, dtype=dtype, device=device,
                            fresh_prefixes=cls.fresh_head_prefixes)
@@ -200,6 +218,9 @@ class Pooler(nn.Module):
 class BertModel(PreTrainedBert):
     """The BERT encoder. ``BertModel(config)`` is randomly initialised; see ``from_pretrained``."""
 
+    # A masked-LM checkpoint has no pooler; as transformers does, it is then initialised (and said so).
+    fresh_head_prefixes = ("pooler.",)
+
     def __init__(self, config: BertConfig, add_pooling_layer: bool = True) -> None:
         super().__init__()
         if not isinstance(config, BertConfig):
@@ -225,6 +246,11 @@ class BertModel(PreTrainedBert):
 
         attention_mask (batch, seq): 1 for tokens, 0 for padding. token_type_ids (batch, seq):
         segment A = 0, B = 1. position_ids (batch, seq) or (1, seq): defaults to 0..seq-1.
+
+        With SDPA (the default) a padded batch runs unpadded: only the real tokens are computed
+        (unpadded.py), and the padding positions of last_hidden_state and hidden_states are zeros
+        (so the pooler of a row whose first position is padding sees zeros). The eager path, and
+        any call with output_attentions, computes every position as transformers does.
         """
         batch, seq, device = check_inputs(
             self.config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds
@@ -233,11 +259,25 @@ class BertModel(PreTrainedBert):
             token_type_ids = torch.zeros((batch, seq), dtype=torch.long, device=device)
         if position_ids is None:
             position_ids = torch.arange(seq, device=device)[None]  # (1, seq)
-        hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (batch, seq, hidden)
         # No padding, no mask: the kernels run faster without one and the numbers are the same.
+        has_padding = attention_mask is not None and not bool(attention_mask.all())
+        packing = None
+        if has_padding and self.config.attn_implementation == "sdpa" and not output_attentions:
+            # Skip the padding instead of computing it: from here on, the real tokens only.
+            packing = PackedSequences.from_mask(attention_mask)
+            input_ids, token_type_ids, position_ids, inputs_embeds = (
+                None if tensor is None else packing.pack(tensor)  # (total_tokens, ...)
+                for tensor in (input_ids, token_type_ids, position_ids, inputs_embeds)
+            )
+        hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (batch, seq, hidden)
+        # ... or (total_tokens, hidden) when packed: the embeddings, too, are computed per token.
         additive_mask = None
-        if attention_mask is not None and not bool(attention_mask.all()):
+        if has_padding and packing is None:
             additive_mask = additive_padding_mask(attention_mask, hidden.dtype)  # (batch, 1, 1, seq)
-        last, all_hidden, all_probs = self.encoder(hidden, additive_mask, output_attentions, output_hidden_states)
+        last, all_hidden, all_probs = self.encoder(hidden, additive_mask, output_attentions, output_hidden_states,
+                                                   packing)
+        if packing is not None:
+            last = packing.unpack(last)  # (batch, seq, hidden), zeros at the padding
+            all_hidden = None if all_hidden is None else tuple(packing.unpack(state) for state in all_hidden)
         pooled = self.pooler(last) if self.pooler is not None else None
         return BertModelOutput(last, pooled, all_hidden, all_probs)

@@ -242,3 +242,13 @@ def test_auto_dtype_keeps_the_files_dtype(tiny):
               str(tiny / "model.safetensors"))
     assert BertModel.from_pretrained(tiny, dtype="auto").pooler.dense.weight.dtype == torch.float16
     assert BertModel.from_pretrained(tiny).pooler.dense.weight.dtype == torch.float32
+
+
+def test_checkpoint_without_pooler_initialises_it(tiny, caplog):
+    tensors = load_file(tiny / "model.safetensors")
+    save_file({name: t for name, t in tensors.items() if "pooler" not in name}, str(tiny / "model.safetensors"))
+    with caplog.at_level(logging.WARNING, logger="minibert"):
+        model = BertModel.from_pretrained(tiny)
+    assert model.load_report.missing == ["pooler.dense.weight", "pooler.dense.bias"]
+    assert torch.all(model.pooler.dense.bias == 0)
+    assert any("freshly initialised: pooler.dense.bias, pooler.dense.weight" in r.getMessage() for r in caplog.records)
