@@ -103,14 +103,16 @@ def model_rows(directory: Path, config: dict, quick: bool, device: str = "cpu",
     elif on_gpu:
         full_shapes, padded_batch, repeats = [(64, 128), (64, 512)], 64, 10
     else:
-        full_shapes, padded_batch, repeats = [(1, 128), (8, 128), (8, 512)], 16, 7
+        full_shapes, padded_batch, repeats = [(1, 128), (8, 128), (8, 512)], 16, 9
     rows = []
     for batch, seq in full_shapes:
         log(f"  {section} {batch}x{seq}{label} ...")
         row = forward_row(section, f"{batch}x{seq}{label}", models, config, [seq] * batch,
-                          repeats if batch * seq < 4096 else max(2, repeats - 4), device, roofline=True)
-        check_goal(row, ">= 1.0x", row["speedup"])
-        rows.append(check_goal(row, ">= 90%", row["roofline"]))
+                          repeats if batch * seq < 4096 else max(2, repeats - 5), device, roofline=True)
+        if not on_gpu:  # the goals are for this CPU; on a GPU the rows are for information
+            check_goal(row, ">= 1.0x", row["speedup"])
+            check_goal(row, ">= 90%", row["roofline"])
+        rows.append(row)
         log(f"    {row['minibert']:.1f} ms vs {row['transformers_sdpa']:.1f} ms (sdpa): {row['speedup']:.2f}x, "
             f"{100 * row['roofline']:.0f}% of a {row['matmul_gflops']:.0f} GFLOP/s matmul ({row['note']})")
     longest = min(270, config["max_position_embeddings"])
@@ -122,9 +124,9 @@ def model_rows(directory: Path, config: dict, quick: bool, device: str = "cpu",
         name = f"{kind} {padded_batch}x{max(lengths)}{label}"
         log(f"  padded {name} ({100 * padding_share(lengths):.0f}% padding) ...")
         row = forward_row(f"gpu{label} padded" if on_gpu else "padded", name, models, config, lengths,
-                          max(2, repeats - 2), device, seed=3)
+                          max(2, repeats - 4), device, seed=3)
         row["note"] = f"{100 * row['padding']:.0f}% padding" + (f"; {row['note']}" if row.get("note") else "")
-        rows.append(check_goal(row, goal, row["speedup"]))
+        rows.append(row if on_gpu else check_goal(row, goal, row["speedup"]))
         log(f"    {row['minibert']:.1f} ms vs {row['transformers_sdpa']:.1f} ms (sdpa): {row['speedup']:.2f}x")
     return rows
 
