@@ -57,7 +57,7 @@ def tokenizer_rows(quick: bool) -> list[dict]:
         row.setdefault("name", name)
         if "texts_per_s" in row:
             row.setdefault("note", f"{row['texts_per_s']:.0f} texts/s = {row.get('ratio_vs_minibert', 1):.2f}x "
-                                   f"minibert's {('(' + kind) if kind else ''}")
+                                   f"minibert's {('(' + kind) if kind else ''}".rstrip())
     return rows
 
 
