@@ -3,6 +3,7 @@
     python benchmarks/run.py            # the full run (about 10 minutes on 2 CPU cores)
     python benchmarks/run.py --quick    # a tiny model, every row, under a minute
     python -m minibert bench [options]  # the same
+    python benchmarks/run.py --only onnx,precision   # ONNX Runtime, bf16 and int8 rows (needs '.[bench]')
 
 Both libraries load the same randomly initialised checkpoint (bert-base-cased's shape, written by
 transformers), in one process, with the runs alternated and medians taken. A progress line per row
@@ -36,7 +37,7 @@ from harness import (  # noqa: E402
     write_checkpoint,
 )
 
-SECTIONS = ("model", "load", "fresh", "training", "compile", "tokenizer", "gpu")
+SECTIONS = ("model", "onnx", "precision", "load", "fresh", "training", "compile", "tokenizer", "gpu")
 
 
 def tokenizer_rows(quick: bool) -> list[dict]:
@@ -77,6 +78,14 @@ def run_section(section: str, directory: Path, config: dict, quick: bool) -> lis
         return bench_model.compile_rows(directory, config, quick)
     if section == "tokenizer":
         return tokenizer_rows(quick)
+    if section == "onnx":
+        import bench_onnx
+
+        return bench_onnx.onnx_rows(directory, config, quick)
+    if section == "precision":
+        import bench_precision
+
+        return bench_precision.precision_rows(directory, config, quick)
     return bench_model.gpu_rows(directory, config, quick)
 
 

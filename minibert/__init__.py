@@ -3,6 +3,7 @@
 from .config import BertConfig
 from .model import BertModel, BertModelOutput
 from .tokenizer import BertTokenizer
+from .quantize import quantize
 from .tokenizer_batch import BatchEncoding
 from .auto import (
     AutoModel,
@@ -45,4 +46,5 @@ __all__ = [
     "BertModel",
     "BertModelOutput",
     "BertTokenizer",
+    "quantize",
 ]

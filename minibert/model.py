@@ -16,6 +16,7 @@ from .config import BertConfig
 from .embeddings import BertEmbeddings
 from .encoder import Encoder
 from .inputs import check_inputs
+from .quantize import refuse_if_quantized
 from .unpadded import PackedSequences
 from .weights import HUB_ARGUMENTS, LoadReport, load_into, resolve_weight_files, save_weights
 
@@ -184,7 +185,9 @@ class PreTrainedBert(nn.Module):
         """Write config.json and model.safetensors under transformers' names (atomically, file by file).
 
         transformers' ``from_pretrained`` of the matching class loads the result with nothing missing.
+        A quantized model (minibert.quantize) is refused before anything is written.
         """
+        refuse_if_quantized(self)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = dataclasses.replace(self.config, architectures=[type(self).__name__])

@@ -14,7 +14,8 @@ from conftest import REPO
 sys.path.insert(0, str(REPO / "benchmarks"))
 import harness  # noqa: E402
 
-ALL_SECTIONS = {"full batch", "padded", "load", "fresh process", "training", "compile", "tokenizer", "gpu"}
+ALL_SECTIONS = {"full batch", "onnx", "precision", "padded", "load", "fresh process", "training", "compile", "tokenizer",
+                "gpu"}
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,23 @@ def test_quick_run_reports_every_row(quick_run):
     assert memory["unit"] == "MiB" and memory["checkpoint_mib"] > 0
     assert by_name[("fresh process", "start to first output")]["outputs_agree"] is True
     assert len([row for row in rows if row["section"] == "training"]) == 2
+    onnx = [row for row in rows if row["section"] == "onnx"]
+    if onnx[0]["name"] == "-":  # without the bench extra the section is one row that says how to get it
+        assert "pip install -e '.[bench]'" in onnx[0]["note"]
+    else:
+        export = by_name[("onnx", "export and fusions")]
+        assert export["fusions"]["Attention"] == 2 and export["met"] is True  # every layer's attention fused
+        assert export["checks"]["plain"] < 1e-3 and export["checks"]["int8"] > 0.99
+        for row in onnx[1:]:
+            assert all(row[name] > 0 for name in ("minibert", "transformers_sdpa", "ort_plain", "ort_optimized",
+                                                  "ort_int8"))
+            assert "met" in row
+    precision = {row["name"]: row for row in rows if row["section"] == "precision"}
+    assert set(precision) == {"1x32 bf16", "1x32 int8", "4x32 bf16", "4x32 int8"}
+    assert all(row["minibert"] > 0 and row["fp32_ms"] > 0 and "avx" in row["cpu_flags"] for row in precision.values())
+    if "accuracy" in precision["4x32 int8"]:  # all-MiniLM-L6-v2 is on this machine
+        assert precision["4x32 int8"]["accuracy"]["min_cosine"] >= 0.99
+        assert precision["4x32 bf16"]["accuracy"]["top1_changes"] == 0
     # The progress lines (stderr) name each row as it runs; the table (stdout) has the machine line.
     assert "Machine: " in output and "long-tailed" in output and "fresh process to first output" in output
 
@@ -59,6 +77,15 @@ def test_cli_forwards_to_the_runner(tmp_path):
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert [row["section"] for row in json.loads(path.read_text())["rows"]] == ["gpu"]
+
+
+def test_onnx_rows_without_the_extra_say_how_to_get_them(monkeypatch):
+    import bench_onnx
+
+    monkeypatch.setattr(bench_onnx, "onnx_available", lambda: "onnxruntime")
+    rows = bench_onnx.onnx_rows(REPO, harness.TINY, quick=True)
+    assert rows == [{"section": "onnx", "name": "-",
+                     "note": "skipped: onnxruntime not installed; pip install -e '.[bench]' (onnxruntime, onnx, onnxscript)"}]
 
 
 def test_encoder_flops_of_bert_base():

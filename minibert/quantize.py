@@ -1,0 +1,134 @@
+"""Opt-in int8 inference on CPU: dynamic quantization of the encoder's linear layers.
+
+``quantize(model, "int8")`` replaces every nn.Linear in the encoder by a DynamicInt8Linear:
+  - its weight is rounded once to int8, one scale per output channel (symmetric), and prepacked
+    into oneDNN's blocked layout; the float weight is dropped, so the encoder's weights take a quarter
+    of the memory;
+  - each call quantizes its input to uint8 with one scale and zero point per token, computed from
+    that token's own min and max ("dynamic": no calibration data), multiplies in integers, and
+    rescales the sums back to float32 (bias added in float). Per token, not per tensor: BERT's
+    hidden states have a few outlier features, and one scale for the whole batch would spend the
+    256 levels of every token on the largest outlier anywhere in it (MiniLM's sentence embeddings:
+    lowest cosine 0.990 per tensor, 0.996 per token).
+The embeddings, LayerNorms, attention (softmax over float scores), the pooler and task heads stay in
+float32. The kernel is oneDNN's quantized linear as PyTorch ships it (``torch.ops.onednn``, the op
+that torch.compile's x86 int8 lowering targets). Why not torchao or torch.ao: see the README.
+
+A quantized model is for inference only: it cannot be trained, and ``save_pretrained`` refuses it
+(a Hugging Face checkpoint has no place for int8 weights, and writing dequantized floats would pass
+rounding off as the original model).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+SCHEMES = ("int8",)
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none): amx_int8, avx512_vnni, ..."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def int8_weight_levels(flags: set[str] | None = None) -> int:
+    """The largest weight magnitude to round to: 127, or 63 on CPUs without VNNI or AMX.
+
+    Without VNNI (AVX2 only), the kernel multiplies uint8 activations by int8 weights with an
+    instruction (vpmaddubsw) that adds pairs of products into int16 and saturates: 2 x 255 x 127
+    overflows, 2 x 255 x 63 does not. Seven-bit weights give exact integer sums at the cost of half
+    the weight resolution; the CPUs with VNNI or AMX add in int32 and keep all eight bits.
+    """
+    flags = cpu_flags() if flags is None else flags
+    return 127 if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else 63
+
+
+class DynamicInt8Linear(nn.Module):
+    """An nn.Linear's inference with an int8 weight and a per-call uint8 input. (..., in) -> (..., out)."""
+
+    def __init__(self, linear: nn.Linear, weight_levels: int | None = None) -> None:
+        super().__init__()
+        if linear.weight.device.type != "cpu":
+            raise ValueError(f"int8 quantization runs on CPU only; this layer's weight is on {linear.weight.device}")
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight_levels = weight_levels or int8_weight_levels()
+        weight = linear.weight.detach().float()  # (out, in)
+        # One scale per output channel: a row's largest |weight| maps to weight_levels.
+        weight_scale = weight.abs().amax(dim=1).clamp(min=1e-12) / self.weight_levels  # (out,)
+        weight_int8 = torch.round(weight / weight_scale[:, None]).clamp(-self.weight_levels, self.weight_levels)
+        # Prepacked once, here: per call the kernel only reads it. Not a buffer: its layout is
+        # oneDNN's, meaningful to nothing else (and save_pretrained refuses quantized models anyway).
+        self.packed_weight = torch.ops.onednn.qlinear_prepack(weight_int8.to(torch.int8), None)
+        self.register_buffer("one", torch.tensor(1.0), persistent=False)
+        self.register_buffer("zero", torch.tensor(0), persistent=False)
+        self.register_buffer("weight_scale", weight_scale, persistent=False)
+        self.register_buffer("weight_zero_point", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
+        # sum_k W[j, k] of the rounded weight: undoes the input's zero point (see forward).
+        self.register_buffer("weight_sum", weight_scale * weight_int8.sum(dim=1), persistent=False)  # (out,)
+        bias = torch.zeros(self.out_features) if linear.bias is None else linear.bias.detach().float()
+        self.register_buffer("bias", bias, persistent=False)  # (out,)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if hidden.dtype != torch.float32:
+            raise TypeError(f"DynamicInt8Linear takes float32 inputs, got {hidden.dtype}")
+        # Each token's range, widened to include 0 so that zero is represented exactly.
+        low, high = torch.aminmax(hidden, dim=-1, keepdim=True)  # (..., 1) each
+        scale = ((high.clamp(min=0) - low.clamp(max=0)) / 255).clamp(min=1e-12)  # (..., 1)
+        zero_point = torch.round(-low.clamp(max=0) / scale)  # (..., 1)
+        quantized = (torch.round(hidden / scale) + zero_point).clamp(0, 255).to(torch.uint8)  # (..., in)
+        # The kernel takes one input scale for the whole tensor, so it gets 1 and 0, and the per-token
+        # scale and zero point are applied to its output: for token i and output j,
+        #   y[i, j] = scale[i] * (sum_k q[i, k] W[j, k] - zero_point[i] * sum_k W[j, k]) + bias[j]
+        # with W the rounded weight times its channel scale (which the kernel applies itself).
+        products = torch.ops.onednn.qlinear_pointwise.tensor(
+            quantized, self.one, self.zero, self.packed_weight, self.weight_scale, self.weight_zero_point, None,
+            1.0, 0, torch.float32, "none", [], "",
+        )  # (..., out): sum_k q[i, k] W[j, k]
+        shift = self.bias - (scale * zero_point) * self.weight_sum  # (..., out)
+        return torch.addcmul(shift, products, scale)  # (..., out)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, weight levels ±{self.weight_levels}"
+
+
+def quantize(model: nn.Module, scheme: str = "int8") -> nn.Module:
+    """Quantize ``model``'s encoder linear layers in place for CPU inference, and return the model.
+
+    scheme: "int8" (dynamic int8, see the module docstring). The model is put in eval mode; its
+    embeddings, LayerNorms, attention, pooler and heads stay float32.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown quantization scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
+    encoder = getattr(model, "encoder", None) or getattr(getattr(model, "bert", None), "encoder", None)
+    if encoder is None:
+        raise TypeError(f"quantize needs a minibert model with an encoder, got {type(model).__name__}")
+    parameter = next(model.parameters())
+    if parameter.device.type != "cpu" or parameter.dtype != torch.float32:
+        raise ValueError(f"int8 quantization needs a float32 model on CPU, got {parameter.dtype} on {parameter.device}")
+    levels = int8_weight_levels()
+    linears = [(name, module) for name, module in encoder.named_modules() if isinstance(module, nn.Linear)]
+    for name, linear in linears:
+        owner_name, _, attribute = name.rpartition(".")
+        setattr(encoder.get_submodule(owner_name), attribute, DynamicInt8Linear(linear, levels))
+    model.quantization = scheme
+    return model.eval()
+
+
+def refuse_if_quantized(model: nn.Module) -> None:
+    """Raise where a quantized model would be saved: no checkpoint format here holds its int8 weights."""
+    scheme = getattr(model, "quantization", None)
+    if scheme is not None:
+        raise ValueError(
+            f"this model was quantized ({scheme}) for inference and cannot be saved as a Hugging Face "
+            "checkpoint: transformers would read its int8 weights as something else. Save the float "
+            "model before quantize(), and quantize again after loading it."
+        )
