@@ -135,17 +135,18 @@ def test_autocast_matches_transformers_under_autocast(checkpoints):
 
 
 def test_finetune_example_quick_run(tmp_path):
-    """examples/finetune_docstrings.py --quick: data, accuracy before/after, save, transformers reload."""
+    """examples/finetune_docstrings.py --quick --int8: data, accuracy before/after, save, transformers reload,
+    and the accuracy of an int8 copy."""
     if not (minilm_dir() / "model.safetensors").is_file():
         pytest.skip(f"no all-MiniLM-L6-v2 at {minilm_dir()} (run python tests/fetch_minilm.py)")
     pytest.importorskip("minibert.tokenizer")
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     result = subprocess.run(
         [sys.executable, str(REPO / "examples" / "finetune_docstrings.py"), "--quick", "--model", str(minilm_dir()),
-         "--output", str(tmp_path / "out")],
+         "--output", str(tmp_path / "out"), "--int8"],
         capture_output=True, text=True, timeout=300, env=environment, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     for line in ("accuracy before fine-tuning:", "accuracy after fine-tuning:", "fine-tuning: 100%",
-                 "reloads", "max |logit difference|"):
+                 "reloads", "max |logit difference|", "held-out accuracy: float32 "):
         assert line in result.stdout, (line, result.stdout)
     assert {"config.json", "model.safetensors", "vocab.txt"} <= {path.name for path in (tmp_path / "out").iterdir()}
