@@ -81,20 +81,23 @@ class DynamicInt8Linear(nn.Module):
         if hidden.dtype != torch.float32:
             raise TypeError(f"DynamicInt8Linear takes float32 inputs, got {hidden.dtype}")
         # Each token's range, widened to include 0 so that zero is represented exactly.
+        # (In-place steps where a fresh tensor is not needed: at 8x128 each pass over the
+        # activations costs about 3% of the layer.)
         low, high = torch.aminmax(hidden, dim=-1, keepdim=True)  # (..., 1) each
-        scale = ((high.clamp(min=0) - low.clamp(max=0)) / 255).clamp(min=1e-12)  # (..., 1)
-        zero_point = torch.round(-low.clamp(max=0) / scale)  # (..., 1)
-        quantized = (torch.round(hidden / scale) + zero_point).clamp(0, 255).to(torch.uint8)  # (..., in)
+        low, high = low.clamp_(max=0), high.clamp_(min=0)
+        scale = (high - low).div_(255).clamp_(min=1e-12)  # (..., 1)
+        zero_point = low.div(scale).neg_().round_()  # (..., 1)
+        quantized = hidden.div(scale).round_().add_(zero_point).clamp_(0, 255).to(torch.uint8)  # (..., in)
         # The kernel takes one input scale for the whole tensor, so it gets 1 and 0, and the per-token
         # scale and zero point are applied to its output: for token i and output j,
-        #   y[i, j] = scale[i] * (sum_k q[i, k] W[j, k] - zero_point[i] * sum_k W[j, k]) + bias[j]
+        #   y[i, j] = scale[i] * sum_k q[i, k] W[j, k] + (bias[j] - scale[i] zero_point[i] sum_k W[j, k])
         # with W the rounded weight times its channel scale (which the kernel applies itself).
         products = torch.ops.onednn.qlinear_pointwise.tensor(
             quantized, self.one, self.zero, self.packed_weight, self.weight_scale, self.weight_zero_point, None,
             1.0, 0, torch.float32, "none", [], "",
         )  # (..., out): sum_k q[i, k] W[j, k]
-        shift = self.bias - (scale * zero_point) * self.weight_sum  # (..., out)
-        return torch.addcmul(shift, products, scale)  # (..., out)
+        shift = torch.addmm(self.bias, (scale * zero_point).flatten(0, -2), self.weight_sum[None], alpha=-1)  # (tokens, out)
+        return products.mul_(scale).add_(shift.view(products.shape))  # (..., out)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, weight levels ±{self.weight_levels}"
