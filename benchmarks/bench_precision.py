@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness beside this file
 
-from harness import REPO, check_goal, dump, log, make_batch, time_alternating  # noqa: E402
+from harness import REPO, check_goal, dump, log, long_tailed_lengths, make_batch, time_alternating  # noqa: E402
 
 MINILM = Path(os.environ.get("MINIBERT_MINILM_DIR", REPO / ".cache" / "all-MiniLM-L6-v2"))
 
@@ -128,13 +128,18 @@ def precision_rows(directory: Path, config: dict, quick: bool) -> list[dict]:
     models = {"fp32": minibert.BertModel.from_pretrained(directory),
               "bf16": minibert.BertModel.from_pretrained(directory, dtype=torch.bfloat16),
               "int8": minibert.quantize(minibert.BertModel.from_pretrained(directory), "int8")}
-    shapes = [(1, 32), (4, 32)] if quick else [(1, 16), (1, 128), (1, 512), (8, 128)]
+    longest = min(270, config["max_position_embeddings"])
+    if quick:
+        workloads = {"1x32": [32], "4x32": [32] * 4}
+    else:
+        workloads = {"1x16": [16], "1x128": [128], "1x512": [512], "8x128": [128] * 8,
+                     f"long-tailed 16x{longest}": long_tailed_lengths(16, seed=1, longest=longest)}
     rows = []
-    for batch, seq in shapes:
-        seq = min(seq, config["max_position_embeddings"])
-        log(f"  precision {batch}x{seq} ...")
-        inputs = make_batch([seq] * batch, config["vocab_size"], seed=6)
-        inputs.pop("attention_mask")
+    for workload, lengths in workloads.items():
+        log(f"  precision {workload} ...")
+        inputs = make_batch(lengths, config["vocab_size"], seed=6)
+        if len(set(lengths)) == 1:
+            inputs.pop("attention_mask")  # a full batch, as a caller without padding passes it
 
         def call(model, inputs=inputs):
             def run():
@@ -143,9 +148,9 @@ def precision_rows(directory: Path, config: dict, quick: bool) -> list[dict]:
             return run
 
         timing = time_alternating({name: call(model) for name, model in models.items()},
-                                  repeats=2 if quick else (5 if batch * seq >= 1024 else 9))
+                                  repeats=2 if quick else (5 if sum(lengths) >= 1024 else 9))
         for name in ("bf16", "int8"):
-            row = {"section": "precision", "name": f"{batch}x{seq} {name}", "unit": "ms",
+            row = {"section": "precision", "name": f"{workload} {name}", "unit": "ms",
                    "minibert": 1000 * timing.median(name), "fp32_ms": 1000 * timing.median("fp32"),
                    "speedup": timing.ratio("fp32", name), "cpu_flags": flags,
                    "note": f"vs fp32 {1000 * timing.median('fp32'):.1f} ms: {timing.ratio('fp32', name):.2f}x"}
