@@ -81,10 +81,11 @@ class DynamicInt8Linear(nn.Module):
         if hidden.dtype != torch.float32:
             raise TypeError(f"DynamicInt8Linear takes float32 inputs, got {hidden.dtype}")
         # Each token's range, widened to include 0 so that zero is represented exactly.
-        # (In-place steps where a fresh tensor is not needed: at 8x128 each pass over the
-        # activations costs about 3% of the layer.)
-        low, high = torch.aminmax(hidden, dim=-1, keepdim=True)  # (..., 1) each
-        low, high = low.clamp_(max=0), high.clamp_(min=0)
+        # Steps in place where a fresh tensor is not needed: at 8x128 each pass over the activations
+        # costs a few % of the layer. (amin and amax, not aminmax: on this CPU aminmax over the last
+        # dimension is 4x slower than the two.)
+        low = hidden.amin(dim=-1, keepdim=True).clamp_(max=0)  # (..., 1)
+        high = hidden.amax(dim=-1, keepdim=True).clamp_(min=0)  # (..., 1)
         scale = (high - low).div_(255).clamp_(min=1e-12)  # (..., 1)
         zero_point = low.div(scale).neg_().round_()  # (..., 1)
         quantized = hidden.div(scale).round_().add_(zero_point).clamp_(0, 255).to(torch.uint8)  # (..., in)
@@ -96,8 +97,7 @@ class DynamicInt8Linear(nn.Module):
             quantized, self.one, self.zero, self.packed_weight, self.weight_scale, self.weight_zero_point, None,
             1.0, 0, torch.float32, "none", [], "",
         )  # (..., out): sum_k q[i, k] W[j, k]
-        shift = torch.addmm(self.bias, (scale * zero_point).flatten(0, -2), self.weight_sum[None], alpha=-1)  # (tokens, out)
-        return products.mul_(scale).add_(shift.view(products.shape))  # (..., out)
+        return products.mul_(scale).add_(self.bias).addcmul_(scale * zero_point, self.weight_sum, value=-1)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, weight levels ±{self.weight_levels}"
