@@ -88,7 +88,8 @@ class DynamicInt8Linear(nn.Module):
         high = hidden.amax(dim=-1, keepdim=True).clamp_(min=0)  # (..., 1)
         scale = (high - low).div_(255).clamp_(min=1e-12)  # (..., 1)
         zero_point = low.div(scale).neg_().round_()  # (..., 1)
-        quantized = hidden.div(scale).round_().add_(zero_point).clamp_(0, 255).to(torch.uint8)  # (..., in)
+        # Times the reciprocal rather than divided by the scale: a multiply is a third of the time.
+        quantized = hidden.mul(scale.reciprocal()).round_().add_(zero_point).clamp_(0, 255).to(torch.uint8)  # (..., in)
         # The kernel takes one input scale for the whole tensor, so it gets 1 and 0, and the per-token
         # scale and zero point are applied to its output: for token i and output j,
         #   y[i, j] = scale[i] * sum_k q[i, k] W[j, k] + (bias[j] - scale[i] zero_point[i] sum_k W[j, k])
