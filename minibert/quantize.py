@@ -78,8 +78,8 @@ class DynamicInt8Linear(nn.Module):
         self.register_buffer("bias", bias, persistent=False)  # (out,)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        if hidden.dtype != torch.float32:
-            raise TypeError(f"DynamicInt8Linear takes float32 inputs, got {hidden.dtype}")
+        if hidden.dtype != torch.float32 or hidden.device.type != "cpu":
+            raise TypeError(f"an int8 layer takes float32 inputs on the CPU, got {hidden.dtype} on {hidden.device}")
         # Each token's range, widened to include 0 so that zero is represented exactly.
         # Steps in place where a fresh tensor is not needed: at 8x128 each pass over the activations
         # costs a few % of the layer. (amin and amax, not aminmax: on this CPU aminmax over the last
@@ -115,6 +115,8 @@ def quantize(model: nn.Module, scheme: str = "int8") -> nn.Module:
     encoder = getattr(model, "encoder", None) or getattr(getattr(model, "bert", None), "encoder", None)
     if encoder is None:
         raise TypeError(f"quantize needs a minibert model with an encoder, got {type(model).__name__}")
+    if not torch.backends.mkldnn.is_available():
+        raise RuntimeError("int8 quantization needs a PyTorch built with oneDNN (MKLDNN); this one is not")
     parameter = next(model.parameters())
     if parameter.device.type != "cpu" or parameter.dtype != torch.float32:
         raise ValueError(f"int8 quantization needs a float32 model on CPU, got {parameter.dtype} on {parameter.device}")

@@ -98,6 +98,8 @@ def test_quantize_refuses_what_it_cannot_do(tiny_model, tiny_checkpoints):
     bf16 = minibert.BertModel.from_pretrained(tiny_checkpoints["tiny"], dtype=torch.bfloat16)
     with pytest.raises(ValueError, match="float32 model on CPU"):
         minibert.quantize(bf16)
+    with pytest.raises(TypeError, match="float32 inputs on the CPU, got torch.bfloat16"):
+        minibert.quantize(tiny_model).encoder.layers[0].attention.query(torch.ones(2, 32, dtype=torch.bfloat16))
 
 
 def test_save_pretrained_of_a_quantized_model_is_refused(tiny_model, tmp_path):
