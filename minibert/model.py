@@ -248,23 +248,23 @@ class BertModel(PreTrainedBert):
         segment A = 0, B = 1. position_ids (batch, seq) or (1, seq): defaults to 0..seq-1.
 
         With SDPA (the default) a padded batch runs unpadded: only the real tokens are computed
-        (unpadded.py), and the padding positions of last_hidden_state and hidden_states are zeros
-        (so the pooler of a row whose first position is padding sees zeros). The eager path, and
-        any call with output_attentions, computes every position as transformers does.
+        (unpadded.py), and the padding positions of last_hidden_state and hidden_states are zeros.
+        A batch with a row whose first position is padding (left padding, an all-padding row) runs
+        padded instead, because the pooler reads position 0 and transformers computes it there. The
+        eager path, and any call with output_attentions, computes every position as transformers does.
         """
-        batch, seq, device = check_inputs(
-            self.config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds
-        )
+        checked = check_inputs(self.config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
+        batch, seq, device = checked.batch, checked.seq, checked.device
         if token_type_ids is None:
             token_type_ids = torch.zeros((batch, seq), dtype=torch.long, device=device)
         if position_ids is None:
             position_ids = torch.arange(seq, device=device)[None]  # (1, seq)
-        # No padding, no mask: the kernels run faster without one and the numbers are the same.
-        has_padding = attention_mask is not None and not bool(attention_mask.all())
         packing = None
-        if has_padding and self.config.attn_implementation == "sdpa" and not output_attentions:
+        pooler_reads_padding = not checked.first_positions_real and self.pooler is not None
+        if (checked.has_padding and not pooler_reads_padding and self.config.attn_implementation == "sdpa"
+                and not output_attentions):
             # Skip the padding instead of computing it: from here on, the real tokens only.
-            packing = PackedSequences.from_mask(attention_mask)
+            packing = PackedSequences.from_lengths(attention_mask, checked.lengths)
             input_ids, token_type_ids, position_ids, inputs_embeds = (
                 None if tensor is None else packing.pack(tensor)  # (total_tokens, ...)
                 for tensor in (input_ids, token_type_ids, position_ids, inputs_embeds)
@@ -272,7 +272,8 @@ class BertModel(PreTrainedBert):
         hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (batch, seq, hidden)
         # ... or (total_tokens, hidden) when packed: the embeddings, too, are computed per token.
         additive_mask = None
-        if has_padding and packing is None:
+        # No padding, no mask: the kernels run faster without one and the numbers are the same.
+        if checked.has_padding and packing is None:
             additive_mask = additive_padding_mask(attention_mask, hidden.dtype)  # (batch, 1, 1, seq)
         last, all_hidden, all_probs = self.encoder(hidden, additive_mask, output_attentions, output_hidden_states,
                                                    packing)
