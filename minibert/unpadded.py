@@ -49,24 +49,27 @@ class PackedSequences:
     @classmethod
     def from_lengths(cls, attention_mask: torch.Tensor, lengths: list[int]) -> PackedSequences:
         """attention_mask (batch, seq): 1 for tokens, 0 for padding (anywhere, not only at the end);
-        lengths: its row sums, already on the host (inputs.check_inputs reads them with the other checks)."""
+        lengths: its row sums, already on the host (inputs.check_inputs reads them with the other checks).
+
+        The device tensors are computed on the device and the Python values from ``lengths``: copying
+        a list to a GPU waits for the GPU as surely as reading from it does.
+        """
         batch, seq = attention_mask.shape
         device = attention_mask.device
+        keep = attention_mask.to(torch.bool)  # (batch, seq)
+        row_lengths = keep.sum(dim=1)  # (batch,)
         # Sorted by length (stable: equal lengths keep batch order), so each group is contiguous.
-        order = sorted(range(batch), key=lengths.__getitem__)
-        sorted_lengths = [lengths[row] for row in order]
-        rank = torch.empty(batch, dtype=torch.long)
-        rank[order] = torch.arange(batch)
+        order = torch.sort(row_lengths, stable=True).indices  # (batch,)
+        rank = torch.argsort(order)  # (batch,): each row's place in that order
         # Each real token's place in the packed order is (its row's rank, its position); padding sorts last.
         # A sort, not boolean indexing: the output size is known on the host, so nothing syncs.
-        keep = attention_mask.to(torch.bool)  # (batch, seq)
-        place = rank.to(device)[:, None] * seq + torch.arange(seq, device=device)  # (batch, seq)
+        place = rank[:, None] * seq + torch.arange(seq, device=device)  # (batch, seq)
         place = place.masked_fill(~keep, batch * seq).flatten()  # (batch * seq,)
-        total = sum(sorted_lengths)
-        token_indices = torch.argsort(place, stable=True)[:total]  # (total_tokens,)
+        sorted_lengths = sorted(lengths)  # the same order as on the device (a stable sort of the same numbers)
+        token_indices = torch.argsort(place, stable=True)[:sum(sorted_lengths)]  # (total_tokens,)
+        empty = sorted_lengths.count(0)  # rows with no token come first; the kernels skip them
+        cu_seqlens = F.pad(row_lengths[order].cumsum(0), (1, 0))[empty:].to(torch.int32)  # (sequences + 1,)
         groups = [(length, len(list(run))) for length, run in itertools.groupby(sorted_lengths) if length > 0]
-        starts = [0, *itertools.accumulate(length for length in sorted_lengths if length > 0)]
-        cu_seqlens = torch.tensor(starts, dtype=torch.int32, device=device)  # (sequences + 1,), a copy to, not from, the GPU
         return cls(batch, seq, token_indices, groups, cu_seqlens, max(sorted_lengths, default=0))
 
     @classmethod

@@ -24,10 +24,21 @@ import torch
 
 logger = logging.getLogger("minibert")
 
-try:  # public since torch 2.10
-    from torch.nn.attention.varlen import varlen_attn as _varlen_attn
-except ImportError:  # pragma: no cover - depends on the installed torch
-    _varlen_attn = None
+_UNLOADED = object()
+_varlen_attn = _UNLOADED  # torch.nn.attention.varlen.varlen_attn, None where torch lacks it
+
+
+def _get_varlen_attn():
+    """varlen_attn, imported on first use on a GPU: importing it registers a custom op, which pulls in
+    torch._dynamo and sympy (a second of import time that a CPU user never needs)."""
+    global _varlen_attn
+    if _varlen_attn is _UNLOADED:
+        try:  # public since torch 2.10
+            from torch.nn.attention.varlen import varlen_attn
+        except ImportError:  # an older torch
+            varlen_attn = None
+        _varlen_attn = varlen_attn
+    return _varlen_attn
 
 _FLASH_OP = getattr(torch.ops.aten, "_flash_attention_forward", None)
 FLASH_DTYPES = (torch.float16, torch.bfloat16)
@@ -39,7 +50,7 @@ _said: set[tuple[str, str]] = set()  # (kernel, reason) pairs already logged
 def varlen_attn_call(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cu_seqlens: torch.Tensor,
                      max_length: int, dropout: float) -> torch.Tensor:
     """torch's public variable-length kernel (no dropout). Shapes: (total_tokens, heads, head_dim)."""
-    return _varlen_attn(query, key, value, cu_seqlens, cu_seqlens, max_length, max_length)
+    return _get_varlen_attn()(query, key, value, cu_seqlens, cu_seqlens, max_length, max_length)
 
 
 def flash_call(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cu_seqlens: torch.Tensor,
@@ -54,7 +65,8 @@ KERNELS: dict[str, Callable[..., torch.Tensor]] = {"varlen_attn": varlen_attn_ca
 
 
 def _available(name: str) -> bool:
-    return {"varlen_attn": _varlen_attn is not None, "flash": _FLASH_OP is not None}[name] and name not in _broken
+    present = _get_varlen_attn() is not None if name == "varlen_attn" else _FLASH_OP is not None
+    return present and name not in _broken
 
 
 def choose_kernel(device: torch.device, dtype: torch.dtype, head_dim: int, dropout: float) -> str:

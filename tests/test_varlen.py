@@ -120,7 +120,7 @@ def test_choose_kernel(monkeypatch, caplog):
 def test_installed_torch_kernels_are_found():
     """The feature checks see what this torch has (torch >= 2.10 has both), so a rename is noticed."""
     from torch.nn.attention import varlen as torch_varlen
-    assert varlen._varlen_attn is torch_varlen.varlen_attn
+    assert varlen._get_varlen_attn() is torch_varlen.varlen_attn
     schema = str(varlen._FLASH_OP.default._schema)
     assert "cum_seq_q" in schema and "float dropout_p" in schema and "bool is_causal" in schema
 
@@ -149,11 +149,12 @@ def test_broken_kernel_falls_back_once(tiny_checkpoints, monkeypatch, caplog):
 
 
 class HostReads(torch.utils._python_dispatch.TorchDispatchMode):
-    """Counts the operations that make the host wait for a GPU: reading a value (item, int, bool) or
-    an output whose size depends on values (nonzero, boolean indexing, masked_select)."""
+    """Counts the operations that make the host wait for a GPU: reading a value (item, int, bool), an
+    output whose size depends on values (nonzero, boolean indexing, masked_select), or a tensor made
+    from Python data (lift_fresh: torch.tensor(list), which on a GPU is a copy that waits for it)."""
 
     SYNCING = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::unique_consecutive",
-               "aten::_unique2", "aten::equal", "aten::is_nonzero"}
+               "aten::_unique2", "aten::equal", "aten::is_nonzero", "aten::lift_fresh"}
 
     def __init__(self):
         super().__init__()
