@@ -165,9 +165,11 @@ class BertConfig:
         Hub keyword arguments (cache_dir, revision, token, local_files_only) go to huggingface_hub;
         the rest override config fields.
         """
+        from .atomic import check_not_interrupted
         from .weights import HUB_ARGUMENTS, resolve_file
 
         hub = {key: kwargs.pop(key) for key in list(kwargs) if key in HUB_ARGUMENTS}
+        check_not_interrupted(name_or_path, CONFIG_NAME)  # a killed save removed it: say so
         return cls.from_json_file(resolve_file(name_or_path, CONFIG_NAME, **hub), **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,13 +187,10 @@ class BertConfig:
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``directory/config.json`` atomically; returns its path."""
-        from .weights import atomic_write_bytes
+        from .atomic import save_files
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / CONFIG_NAME
-        atomic_write_bytes(path, self.to_json_string().encode("utf-8"))
-        return path
+        content = self.to_json_string().encode("utf-8")
+        return save_files(directory, {CONFIG_NAME: lambda path: path.write_bytes(content)}) / CONFIG_NAME
 
     def __repr__(self) -> str:
         return f"BertConfig {self.to_json_string()}"

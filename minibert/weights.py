@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -312,34 +311,12 @@ def _is_tied(model: torch.nn.Module, name: str) -> bool:
 # ---- saving ------------------------------------------------------------------------------
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Have ``write`` fill a temporary file beside ``path``, then rename it over ``path``.
+def weights_writer(model: torch.nn.Module, base_prefix: str = "") -> Callable[[Path], None]:
+    """A function that writes ``model``'s tensors under transformers' names to a safetensors file.
 
-    ``path`` is always either the old file or the complete new one, never half of one, and a
-    failed write leaves nothing behind.
+    The tensors are gathered now, so a name the table lacks fails before any file is touched.
+    For ``atomic.save_files``, which decides where the file goes and when it becomes visible.
     """
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see atomic_write)."""
-    atomic_write(path, lambda temporary: temporary.write_bytes(data))
-
-
-def save_weights(model: torch.nn.Module, directory: Path, base_prefix: str = "") -> Path:
-    """Write ``directory/model.safetensors`` under transformers' names, atomically."""
-    from safetensors.torch import save_file
-
     tensors = {}
     for name, tensor in model.state_dict().items():
         if _is_tied(model, name):
@@ -348,6 +325,11 @@ def save_weights(model: torch.nn.Module, directory: Path, base_prefix: str = "")
         if source is None:
             raise CheckpointError(f"{name} has no checkpoint name in the table (weights.CHECKPOINT_NAMES)")
         tensors[source] = tensor.detach().to("cpu").contiguous()
-    path = directory / SAFE_WEIGHTS
-    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata={"format": "pt"}))
-    return path
+
+    def write(path: Path) -> None:
+        from safetensors.torch import save_file
+
+        # "pt" is what transformers' loader looks for in the metadata.
+        save_file(tensors, str(path), metadata={"format": "pt"})
+
+    return write
