@@ -18,7 +18,8 @@ from .embeddings import BertEmbeddings
 from .encoder import Encoder
 from .inputs import check_inputs
 from .unpadded import PackedSequences
-from .weights import HUB_ARGUMENTS, SAFE_WEIGHTS, LoadReport, load_into, resolve_weight_files, weights_writer
+from .weights import (HUB_ARGUMENTS, SAFE_WEIGHTS, LoadReport, check_config_fits, load_into, resolve_weight_files,
+                      weights_writer)
 
 
 class ModelOutput:
@@ -154,6 +155,7 @@ class PreTrainedBert(nn.Module):
             config = dataclasses.replace(config, **kwargs)
         files = resolve_weight_files(name_or_path, use_safetensors=use_safetensors, **hub)
         dtype = _resolve_dtype(dtype if dtype is not None else torch_dtype)
+        check_config_fits(config, files, strict=strict)  # from the file headers, before building anything
         # Built on the meta device: no memory, no random init; the checkpoint's tensors are then
         # assigned in place of the empty ones, so the weights exist exactly once.
         with torch.device("meta"), SkipNormalInitOnMeta():
