@@ -258,11 +258,13 @@ class BertTokenizer:
                 f"strip_accents={self.strip_accents}, tokenize_chinese_chars={self.tokenize_chinese_chars})")
 
     def __len__(self) -> int:
-        return len(self.id_to_token)
+        """The number of distinct tokens, as transformers counts: a repeated vocab.txt line is not counted twice
+        (the token keeps the id of its last line, so an id may reach beyond ``len``, as in transformers)."""
+        return len(self.vocab)
 
     @property
     def vocab_size(self) -> int:
-        return len(self.id_to_token)
+        return len(self.vocab)
 
     # -- loading and saving --
 
