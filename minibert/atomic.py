@@ -47,10 +47,11 @@ def save_files(directory: str | os.PathLike, writers: dict[str, Writer], complet
             # From here until the last rename the folder lacks its completing file, so it cannot load.
             (directory / completing).unlink(missing_ok=True)
             _sync_directory(directory)
-        for name in [*(name for name in writers if name != completing), completing]:
-            if name == completing:
-                _sync_directory(directory)  # the other renames reach the disk before the completing one
-            os.replace(staging / name, directory / name)
+        for name in writers:
+            if name != completing:
+                os.replace(staging / name, directory / name)
+        _sync_directory(directory)  # the other renames reach the disk before the completing one
+        os.replace(staging / completing, directory / completing)
         _sync_directory(directory)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
