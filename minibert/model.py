@@ -11,13 +11,15 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from .atomic import save_files
 from .attention import additive_padding_mask
-from .config import BertConfig
+from .config import CONFIG_NAME, BertConfig
 from .embeddings import BertEmbeddings
 from .encoder import Encoder
 from .inputs import check_inputs
 from .unpadded import PackedSequences
-from .weights import HUB_ARGUMENTS, LoadReport, load_into, resolve_weight_files, save_weights
+from .weights import (HUB_ARGUMENTS, SAFE_WEIGHTS, LoadReport, check_config_fits, load_into, resolve_weight_files,
+                      weights_writer)
 
 
 class ModelOutput:
@@ -153,6 +155,7 @@ class PreTrainedBert(nn.Module):
             config = dataclasses.replace(config, **kwargs)
         files = resolve_weight_files(name_or_path, use_safetensors=use_safetensors, **hub)
         dtype = _resolve_dtype(dtype if dtype is not None else torch_dtype)
+        check_config_fits(config, files, strict=strict)  # from the file headers, before building anything
         # Built on the meta device: no memory, no random init; the checkpoint's tensors are then
         # assigned in place of the empty ones, so the weights exist exactly once.
         with torch.device("meta"), SkipNormalInitOnMeta():
@@ -181,16 +184,18 @@ class PreTrainedBert(nn.Module):
                 setattr(owner, name, fresh)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write config.json and model.safetensors under transformers' names (atomically, file by file).
+        """Write config.json and model.safetensors under transformers' names, all or nothing.
 
         transformers' ``from_pretrained`` of the matching class loads the result with nothing missing.
+        A save that fails leaves the old files; one killed midway may leave a folder without config.json,
+        which then refuses to load (saying so), never new weights under the old config (see atomic.py).
         """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         config = dataclasses.replace(self.config, architectures=[type(self).__name__])
-        save_weights(self, directory, self.checkpoint_base_prefix)
-        config.save_pretrained(directory)
-        return directory
+        config_json = config.to_json_string().encode("utf-8")
+        # config.json goes in last: the weights never meet a config they were not saved with.
+        writers = {SAFE_WEIGHTS: weights_writer(self, self.checkpoint_base_prefix),
+                   CONFIG_NAME: lambda path: path.write_bytes(config_json)}
+        return save_files(directory, writers, completing=CONFIG_NAME)
 
 
 def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str | None:

@@ -258,11 +258,13 @@ class BertTokenizer:
                 f"strip_accents={self.strip_accents}, tokenize_chinese_chars={self.tokenize_chinese_chars})")
 
     def __len__(self) -> int:
-        return len(self.id_to_token)
+        """The number of distinct tokens, as transformers counts: a repeated vocab.txt line is not counted twice
+        (the token keeps the id of its last line, so an id may reach beyond ``len``, as in transformers)."""
+        return len(self.vocab)
 
     @property
     def vocab_size(self) -> int:
-        return len(self.id_to_token)
+        return len(self.vocab)
 
     # -- loading and saving --
 
@@ -289,9 +291,13 @@ class BertTokenizer:
         return cls(vocab_file, **settings)
 
     def save_pretrained(self, directory: str | os.PathLike) -> tuple[str, ...]:
-        """Write vocab.txt, tokenizer_config.json and special_tokens_map.json, readable by transformers."""
+        """Write vocab.txt, tokenizer_config.json and special_tokens_map.json, readable by transformers.
+
+        All or nothing, as the model's save (see atomic.py): vocab.txt, which loading needs, goes in last.
+        """
+        from .atomic import save_files
+
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         specials = {name: getattr(self, name) for name in SPECIAL_TOKEN_NAMES}
         config = dict(tokenizer_class="BertTokenizer", do_lower_case=self.do_lower_case,
                       strip_accents=self.strip_accents, tokenize_chinese_chars=self.tokenize_chinese_chars,
@@ -302,8 +308,7 @@ class BertTokenizer:
         files = {VOCAB_FILE: "".join(token + "\n" for token in self.id_to_token),
                  CONFIG_FILE: json.dumps(config, indent=2, ensure_ascii=False) + "\n",
                  SPECIAL_TOKENS_FILE: json.dumps(specials, indent=2, ensure_ascii=False) + "\n"}
-        for name, content in files.items():
-            (directory / name).write_text(content, encoding="utf-8")
+        save_files(directory, {name: _text_writer(content) for name, content in files.items()}, completing=VOCAB_FILE)
         return tuple(str(directory / name) for name in files)
 
     # -- text -> ids --
@@ -438,6 +443,10 @@ def _replace_all(text: str, replacements: tuple[tuple[str, str], ...]) -> str:
     for old, new in replacements:
         text = text.replace(old, new)
     return text
+
+
+def _text_writer(content: str):
+    return lambda path: path.write_text(content, encoding="utf-8")
 
 
 def _is_int(value: Any) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -191,8 +190,11 @@ def resolve_weight_files(name_or_path: str | os.PathLike, use_safetensors: bool 
     raise OSError(f"{name_or_path} has no {SAFE_WEIGHTS}, {SAFE_INDEX} or {PICKLE_WEIGHTS}")
 
 
-def read_tensors(files: list[Path]) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (name, tensor) from weight files. Safetensors tensors are memory-mapped, not copied."""
+def read_tensors(files: list[Path], shapes_only: bool = False) -> Iterator[tuple[str, Any]]:
+    """Yield (name, tensor) from weight files. Safetensors tensors are memory-mapped, not copied.
+
+    ``shapes_only``: yield (name, shape) instead, reading only the safetensors headers.
+    """
     from safetensors import SafetensorError, safe_open
 
     for path in files:
@@ -201,15 +203,45 @@ def read_tensors(files: list[Path]) -> Iterator[tuple[str, torch.Tensor]]:
                 state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             except Exception as error:  # torch raises many kinds; the caller needs to know which file
                 raise OSError(f"{path} could not be loaded with torch.load(weights_only=True): {error}") from None
-            yield from state.items()
+            yield from ((name, tuple(tensor.shape) if shapes_only else tensor) for name, tensor in state.items())
             continue
         try:
             with safe_open(path, framework="pt") as handle:
                 names = list(handle.keys())
                 for name in names:
-                    yield name, handle.get_tensor(name)
+                    yield name, tuple(handle.get_slice(name).get_shape()) if shapes_only else handle.get_tensor(name)
         except SafetensorError as error:
             raise OSError(f"{path} is not a readable safetensors file ({error}); is it truncated?") from None
+
+
+def check_config_fits(config: Any, files: list[Path], *, strict: bool = True) -> None:
+    """Compare a config with a checkpoint's tensor names and shapes before any module is built.
+
+    Building costs time per layer even on the meta device, so a config.json that says 1,000,000
+    layers must fail here, from the file headers, not after minutes of building. Raises
+    CheckpointError when the hidden size differs from the embeddings' width, or (when ``strict``)
+    when the config wants more layers than the checkpoint holds.
+    """
+    layers, width = set(), None
+    for source, shape in read_tensors(files, shapes_only=True):
+        known, target = checkpoint_to_minibert(source)
+        if not known or target is None:
+            continue
+        layer = re.match(r"encoder\.layers\.(\d+)\.", target)
+        if layer:
+            layers.add(int(layer.group(1)))
+        elif target == "embeddings.word_embeddings.weight" and len(shape) == 2:
+            width = (source, shape)
+    if width is not None and width[1][1] != config.hidden_size:
+        raise CheckpointError(f"the config says hidden_size={config.hidden_size} but the checkpoint's {width[0]} "
+                              f"has shape {width[1]}: {width[1][1]} features per token")
+    held = max(layers) + 1 if layers else 0
+    if strict and config.num_hidden_layers > held:
+        raise CheckpointError(
+            f"the config says num_hidden_layers={config.num_hidden_layers} but the checkpoint holds "
+            + (f"{held} layer(s) (encoder.layer.0..{held - 1})" if held else "no encoder layers")
+            + " (pass strict=False to initialise the others freshly)"
+        )
 
 
 # ---- loading into a model ----------------------------------------------------------------
@@ -264,6 +296,8 @@ def load_into(model: torch.nn.Module, files: list[Path], *, strict: bool = True,
     report = LoadReport()
     loaded: dict[str, torch.Tensor] = {}
     wrong_shapes = []
+    cast: list[str] = []  # integer tensors, cast to floating point
+    integers: dict[str, torch.Tensor] = {}  # ... whose dtype (with dtype="auto") the others decide
     for source, tensor in read_tensors(files):
         known, target = checkpoint_to_minibert(source)
         if known and target is None:
@@ -277,11 +311,18 @@ def load_into(model: torch.nn.Module, files: list[Path], *, strict: bool = True,
         if tuple(tensor.shape) != want:
             wrong_shapes.append(f"{source}: expected {want} for {full_name}, found {tuple(tensor.shape)}")
             continue
+        if not tensor.is_floating_point():
+            # Every tensor we load is floating; as transformers does, an integer (or bool) one of the
+            # right shape is cast, to the dtype the others get (decided below for "auto").
+            cast.append(f"{source} ({str(tensor.dtype).removeprefix('torch.')})")
+            if dtype == "auto":
+                integers[full_name] = tensor
+                continue
         if dtype == "auto":
             pass  # keep the file's dtype
-        elif dtype is not None and tensor.is_floating_point():
+        elif dtype is not None:
             tensor = tensor.to(dtype)
-        elif tensor.is_floating_point():
+        else:
             tensor = tensor.to(expected[full_name].dtype)
         if device is not None:
             tensor = tensor.to(device)
@@ -289,6 +330,14 @@ def load_into(model: torch.nn.Module, files: list[Path], *, strict: bool = True,
         report.used.append(full_name)
     if wrong_shapes:
         raise CheckpointError("checkpoint tensors have the wrong shape for this config:\n  " + "\n  ".join(wrong_shapes))
+    if integers:
+        dtypes = [tensor.dtype for tensor in loaded.values()]
+        common = max(set(dtypes), key=dtypes.count) if dtypes else torch.get_default_dtype()
+        for full_name, tensor in integers.items():
+            loaded[full_name] = tensor.to(device=device or tensor.device, dtype=common)
+            report.used.append(full_name)
+    if cast:
+        logger.warning("Checkpoint tensors of an integer dtype, cast to floating point: %s", ", ".join(cast))
     report.missing = [name for name in expected if name not in loaded and not _is_tied(model, name)]
     required = [name for name in report.missing if not name.startswith(fresh_prefixes)] if fresh_prefixes else report.missing
     if required and strict:
@@ -312,34 +361,12 @@ def _is_tied(model: torch.nn.Module, name: str) -> bool:
 # ---- saving ------------------------------------------------------------------------------
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Have ``write`` fill a temporary file beside ``path``, then rename it over ``path``.
+def weights_writer(model: torch.nn.Module, base_prefix: str = "") -> Callable[[Path], None]:
+    """A function that writes ``model``'s tensors under transformers' names to a safetensors file.
 
-    ``path`` is always either the old file or the complete new one, never half of one, and a
-    failed write leaves nothing behind.
+    The tensors are gathered now, so a name the table lacks fails before any file is touched.
+    For ``atomic.save_files``, which decides where the file goes and when it becomes visible.
     """
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see atomic_write)."""
-    atomic_write(path, lambda temporary: temporary.write_bytes(data))
-
-
-def save_weights(model: torch.nn.Module, directory: Path, base_prefix: str = "") -> Path:
-    """Write ``directory/model.safetensors`` under transformers' names, atomically."""
-    from safetensors.torch import save_file
-
     tensors = {}
     for name, tensor in model.state_dict().items():
         if _is_tied(model, name):
@@ -348,6 +375,11 @@ def save_weights(model: torch.nn.Module, directory: Path, base_prefix: str = "")
         if source is None:
             raise CheckpointError(f"{name} has no checkpoint name in the table (weights.CHECKPOINT_NAMES)")
         tensors[source] = tensor.detach().to("cpu").contiguous()
-    path = directory / SAFE_WEIGHTS
-    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata={"format": "pt"}))
-    return path
+
+    def write(path: Path) -> None:
+        from safetensors.torch import save_file
+
+        # "pt" is what transformers' loader looks for in the metadata.
+        save_file(tensors, str(path), metadata={"format": "pt"})
+
+    return write
