@@ -114,7 +114,8 @@ class BasicTokenizer:
         and an inserted piece the origin of the last one taken.
         """
         classes = self.tables.combining_class
-        pieces = [(classes.get(piece, 0), index == 0) for char in text for index, piece in enumerate(self.decompose(char))]
+        pieces = [(classes.get(piece, 0), index == 0)
+                  for char in text for index, piece in enumerate(self.decompose(char))]
         reordered: list[tuple[int, bool]] = []
         marks: list[tuple[int, bool]] = []
         for piece in pieces + [(0, True)]:  # a last starter flushes the last run of marks

@@ -1,9 +1,9 @@
 """The basic tokenizer's character tables, compiled for use: regexes and ``str.translate`` maps.
 
-The data is ``unicode_data.py``, read off the reference by ``tools/make_unicode_data.py``. Nothing
-here asks Python's ``unicodedata`` or ``str.lower()``, whose answers change with the Python version
-(Unicode 13.0 in 3.10, 14.0 in 3.11, 15.0 in 3.12, ...): the ids are the same on every Python.
-Built once, on first use, in a few milliseconds.
+The data is ``unicode_data.py`` (``data`` here), read off the reference by
+``tools/make_unicode_data.py``. Nothing here asks Python's ``unicodedata`` or ``str.lower()``,
+whose answers change with the Python version (Unicode 13.0 in 3.10, 14.0 in 3.11, 15.0 in 3.12,
+...): the ids are the same on every Python. Built once, on first use, in a few milliseconds.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from . import unicode_data
+from . import unicode_data as data
 
 # Hangul syllables decompose by Unicode's arithmetic: leading consonant, vowel, optional trailing one.
 _HANGUL_FIRST, _HANGUL_COUNT = 0xAC00, 11172
@@ -89,7 +89,7 @@ class UnicodeTables:
 
 @functools.cache
 def unicode_tables() -> UnicodeTables:
-    data = unicode_data
+    """The tables, compiled from ``unicode_data`` (once per process)."""
     whitespace = code_points(data.WHITESPACE)
     punctuation, whitespace_class = _char_class(data.PUNCTUATION), _char_class(data.WHITESPACE)
     combining_class = {chr(point): value for value, spec in data.COMBINING_CLASSES.items()

@@ -213,7 +213,8 @@ for lower, strip, cjk in [(True, None, True), (False, None, True), (False, True,
 flanked = "".join(f"a{chr(point)}a " for point in points)
 expected = [word for word, _ in pre_tokenizers.BertPreTokenizer().pre_tokenize_str(flanked)]
 got = BasicTokenizer(False, False, False).split(flanked)
-assert got == expected, "split: ours {!r}, reference {!r}".format(*next((a, b) for a, b in zip(got, expected) if a != b))
+assert got == expected, "split: ours {!r}, reference {!r}".format(
+    *next((a, b) for a, b in zip(got, expected) if a != b))
 print("same")
 """
 

@@ -76,8 +76,8 @@ def probe() -> dict:
         assert decompositions.pop(point) == hangul(chr(point))
     tables["decompositions"] = decompositions
     # The characters NFD can output; of these, accent stripping drops the nonspacing marks.
-    stable = [c for c in chars if ord(c) not in decompositions and not HANGUL_FIRST <= ord(c) < HANGUL_FIRST
-              + HANGUL_COUNT]
+    syllables = range(HANGUL_FIRST, HANGUL_FIRST + HANGUL_COUNT)
+    stable = [c for c in chars if ord(c) not in decompositions and ord(c) not in syllables]
     stripped = each(bert_normalizer(strip=True), stable)
     tables["marks"] = {ord(c) for c, out in zip(stable, stripped) if out == ""}
     assert all(out in ("", c) for c, out in zip(stable, stripped))
@@ -198,7 +198,8 @@ def render(tables: dict) -> str:
     """The text of minibert/unicode_data.py."""
     import tokenizers
 
-    classes = "\n".join(f"    {value}: {hex_ranges(points)}," for value, points in sorted(tables["combining_classes"].items()))
+    classes = "\n".join(f"    {value}: {hex_ranges(points)},"
+                        for value, points in sorted(tables["combining_classes"].items()))
     decompositions = wrap([f"{point:04X}>" + ",".join(f"{ord(c):04X}" for c in pieces)
                            for point, pieces in sorted(tables["decompositions"].items())])
     return f'''"""The character tables of BERT's basic tokenizer, as the reference applies them. Generated: do not edit.
