@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import subprocess
 import sys
@@ -227,7 +226,7 @@ def test_every_code_point_like_the_reference():
     # every Python since 3.10 knows more of them than the reference, so this Python's list will do.
     marks = [chr(point) for point in range(sys.maxunicode + 1) if unicodedata.combining(chr(point))]
     child = subprocess.run([sys.executable, "-c", COMPARE_EVERY_CODE_POINT, json.dumps(marks)],
-                           capture_output=True, text=True, timeout=600)
+                           capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parent.parent)
     assert child.returncode == 0 and child.stdout.strip() == "same", child.stderr[-3000:]
 
 
