@@ -21,7 +21,6 @@ import json
 import numbers
 import os
 import re
-import unicodedata
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -77,20 +76,20 @@ class BasicTokenizer:
 
     def decompose(self, text: str) -> str:
         """NFD as the reference's (older) tables do it: "é" -> "e" + U+0301."""
-        parts = self.tables.opaque_to_nfd.split(text)
-        # re.split with a capturing group puts the characters NFD must not touch at odd positions.
-        return "".join(part if index % 2 else unicodedata.normalize("NFD", part) for index, part in enumerate(parts))
+        text = text.translate(self.tables.decompose)
+        # Canonical reordering: each run of marks sorted by combining class (stable, so equal classes keep order).
+        return self.tables.mark_runs.sub(self._reorder, text)
+
+    def _reorder(self, run: re.Match[str]) -> str:
+        return "".join(sorted(run[0], key=self.tables.combining_class.__getitem__))
 
     def drop_marks(self, text: str) -> str:
         """Remove the nonspacing marks (the accents, once decomposed)."""
         return self.tables.marks.sub("", text)
 
     def lower(self, text: str) -> str:
-        """Lower-case as Rust does it, one character at a time."""
-        fixes = self.tables.lowercase_fixes
-        if fixes.search(text):
-            text = fixes.sub(lambda match: self.tables.lowercase_fix[match[0]], text)
-        return text.lower()
+        """Lower-case as Rust does it, one character at a time (so "Σ" is always "σ": no final "ς")."""
+        return text.translate(self.tables.lowercase)
 
     def origins(self, text: str) -> list[int]:
         """For each character of ``normalize(text)``, the index in ``text`` of the one it came from."""
@@ -114,8 +113,8 @@ class BasicTokenizer:
         their kind: in the new order, replacing pieces take the old characters' origins one by one,
         and an inserted piece the origin of the last one taken.
         """
-        opaque = self.tables.opaque_to_nfd
-        pieces = [(0 if opaque.match(piece) else unicodedata.combining(piece), index == 0)
+        classes = self.tables.combining_class
+        pieces = [(classes.get(piece, 0), index == 0)
                   for char in text for index, piece in enumerate(self.decompose(char))]
         reordered: list[tuple[int, bool]] = []
         marks: list[tuple[int, bool]] = []
