@@ -171,21 +171,21 @@ def _offline_by_environment() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def hub_reachable(repo_id: str, filename: str, revision: str | None = None) -> bool:
-    """One HEAD request for the file, no retries, HUB_PROBE_TIMEOUT_S at most; remembered per endpoint
-    for HUB_PROBE_MEMORY_S.
+def hub_reachable() -> bool:
+    """One HEAD request to the hub's endpoint, no retries, HUB_PROBE_TIMEOUT_S at most; remembered per
+    endpoint for HUB_PROBE_MEMORY_S.
 
-    Any answer, even 404, means the hub is there; no answer (no DNS, refused, timed out) means offline.
+    Any answer, even an error status, means the hub is there; no answer (no DNS, refused, timed out,
+    hung up) means offline.
     """
-    from huggingface_hub import constants, hf_hub_url
+    from huggingface_hub import constants
     from huggingface_hub.utils import get_session
 
     endpoint = constants.ENDPOINT
     asked, reachable = _hub_reachable_memo.get(endpoint, (-HUB_PROBE_MEMORY_S, False))
     if time.monotonic() - asked >= HUB_PROBE_MEMORY_S:
-        url = hf_hub_url(repo_id, filename, revision=revision)
         try:
-            get_session().head(url, timeout=HUB_PROBE_TIMEOUT_S, follow_redirects=False)
+            get_session().head(endpoint, timeout=HUB_PROBE_TIMEOUT_S, follow_redirects=False)
             reachable = True
         except Exception:  # whichever HTTP library huggingface_hub uses, and however the network fails
             reachable = False
@@ -224,8 +224,7 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, **hub: Any) ->
                 return Path(cached)
             if cached is not None and not required:
                 return None  # the hub said before that this file does not exist, and that answer is cached
-        if hub.get("local_files_only") or _offline_by_environment() or not hub_reachable(
-                repo_id, filename, hub.get("revision")):
+        if hub.get("local_files_only") or _offline_by_environment() or not hub_reachable():
             if not required:
                 return None  # the caller may try another file name
             raise not_reachable
