@@ -94,7 +94,7 @@ def fill_mask(args: argparse.Namespace) -> int:
     return 0
 
 
-def encode(args: argparse.Namespace) -> int:
+def encode_command(args: argparse.Namespace) -> int:
     """Tokenize, run, summarise; save the arrays (.npz) or print them (JSON) on request."""
     from . import encode as encoding
 
@@ -110,7 +110,7 @@ def encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def attention(args: argparse.Namespace) -> int:
+def attention_command(args: argparse.Namespace) -> int:
     """Heatmap of one head's attention probabilities, or of every head of a layer, as a PNG."""
     from .attention_map import attention_probs, plot_attention
 
@@ -126,7 +126,7 @@ def attention(args: argparse.Namespace) -> int:
     return 0
 
 
-def inspect(args: argparse.Namespace) -> int:
+def inspect_command(args: argparse.Namespace) -> int:
     """Every checkpoint tensor, the parameter it became and the rule that did it; counts; the config."""
     from . import heads
     from .inspection import format_counts, format_rows, inspect_checkpoint, parameter_counts
@@ -146,11 +146,11 @@ def inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def parity(args: argparse.Namespace) -> int:
+def parity_command(args: argparse.Namespace) -> int:
     """Per stage, minibert against transformers (exit 1 when a tolerance is exceeded)."""
     from .config import BertConfig as Config
-    from .parity import first_exceeded, format_tables, make_batches, parse_dtype, run_parity, tables_to_json, \
-        write_json
+    from .parity import make_batches, parse_dtype, run_parity
+    from .parity_report import first_exceeded, format_tables, tables_to_json, write_json
 
     texts = list(args.texts)
     if args.target is not None:
@@ -233,19 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
     saving = enc.add_mutually_exclusive_group()
     saving.add_argument("--output", "-o", metavar="OUT.npz", help="save the arrays with numpy.savez")
     saving.add_argument("--json", action="store_true", help="print tokens and arrays as one JSON document")
-    enc.set_defaults(run=encode)
+    enc.set_defaults(run=encode_command)
     att = commands.add_parser("attention", parents=[common], help="heatmap of attention probabilities (PNG)")
     att.add_argument("text")
     att.add_argument("--layer", type=positive_int, required=True, help="1 = the first layer")
     att.add_argument("--head", type=positive_int, help="1 = the first head (default: every head, as a grid)")
     att.add_argument("--output", "-o", default="attention.png", help="PNG file (default: %(default)s)")
-    att.set_defaults(run=attention)
+    att.set_defaults(run=attention_command)
     ins = commands.add_parser("inspect", parents=[common], help="each checkpoint tensor, its parameter and rule")
     ins.add_argument("target", nargs="?", metavar="MODEL", help="hub id or local directory (or use --model)")
     ins.set_defaults(target_is_model=True)
     ins.add_argument("--class", dest="model_class", default="BertModel",
                      help="the model class to load into (default: %(default)s; e.g. BertForMaskedLM)")
-    ins.set_defaults(run=inspect)
+    ins.set_defaults(run=inspect_command)
     par = commands.add_parser("parity", parents=[common], help="per layer, minibert against transformers")
     par.add_argument("target", nargs="?", metavar="MODEL", help="hub id or local directory (or use --model)")
     par.add_argument("texts", nargs="*", metavar="TEXT", help="texts to run (default: the seed sentences and a "
@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="attention paths to compare (default: %(default)s)")
     par.add_argument("--dtypes", help="e.g. fp32,bf16,fp16: each library's error against a float64 run")
     par.add_argument("--json", metavar="PATH", help="write the tables as JSON ('-' prints them)")
-    par.set_defaults(run=parity)
+    par.set_defaults(run=parity_command)
     # Every option goes on to benchmarks/run.py (try: python -m minibert bench -h); "+" is a prefix
     # no option uses, so that argparse here leaves "--quick" and the rest alone.
     runner = commands.add_parser("bench", help="minibert against transformers: speed, memory, load time",

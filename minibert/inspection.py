@@ -16,7 +16,7 @@ import torch
 
 from .model import PreTrainedBert
 from .text_table import format_table
-from .weights import BASE_PREFIX, explain_checkpoint_name, read_tensors, resolve_weight_files
+from .weights import BASE_PREFIX, HUB_ARGUMENTS, explain_checkpoint_name, read_tensors, resolve_weight_files
 
 
 @dataclass
@@ -70,8 +70,6 @@ def _dtype_name(tensor: torch.Tensor) -> str:
 
 
 def _hub_only(options: dict) -> dict:
-    from .weights import HUB_ARGUMENTS
-
     return {key: value for key, value in options.items() if key in HUB_ARGUMENTS}
 
 
