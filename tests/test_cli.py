@@ -143,10 +143,12 @@ def test_attention_writes_a_heatmap(text_model, tmp_path, capsys, head, size):
     assert status == 0 and f"wrote {path} ({size[0]}x{size[1]} px)" in printed
     pixels = png_pixels(path)
     assert pixels.shape[:2] == (size[1], size[0])
-    # Not blank: a heatmap has many colours, and a good share of the image is neither white nor one colour.
-    colours = np.unique((pixels[..., :3] * 255).astype(np.uint8).reshape(-1, 3), axis=0)
-    assert len(colours) > 50
-    assert (pixels[..., :3].min(axis=-1) < 0.9).mean() > 0.15
+    # Not blank: the heatmaps (left of the colour bar, if any) hold many colours of the colour map;
+    # text and frames are grey (red = green = blue), so only saturated pixels count.
+    rgb = (pixels[:, : int(0.78 * size[0]), :3] * 255).astype(np.int16)
+    saturated = rgb[(rgb.max(axis=-1) - rgb.min(axis=-1)) > 40]
+    assert len(np.unique(saturated, axis=0)) > 20
+    assert len(saturated) > 0.1 * rgb.shape[0] * rgb.shape[1]  # and they cover a good part of the image
 
 
 def test_attention_errors_are_one_line(text_model, tmp_path, capsys, monkeypatch):

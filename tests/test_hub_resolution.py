@@ -18,6 +18,8 @@ def unreachable_hub(monkeypatch):
     server = CountingServer()
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "ENDPOINT", server.endpoint)
+    # huggingface_hub's own downloads go there too: were it asked, its retries would show as connections.
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read at import, from conftest's setting
     monkeypatch.setattr(weights, "_hub_reachable_memo", {})
     return server
