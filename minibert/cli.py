@@ -66,9 +66,8 @@ def walkthrough(args: argparse.Namespace) -> int:
 
 def load_with_tokenizer(args: argparse.Namespace, model_class: type = None) -> tuple[torch.nn.Module, BertTokenizer]:
     """``model_class.from_pretrained`` (default BertModel) with --dtype and --device, and its tokenizer."""
-    tokenizer = BertTokenizer.from_pretrained(args.model)
     model = (model_class or BertModel).from_pretrained(args.model, dtype=args.dtype, device=args.device)
-    return model, tokenizer
+    return model, BertTokenizer.from_pretrained(args.model)
 
 
 def fill_mask(args: argparse.Namespace) -> int:
