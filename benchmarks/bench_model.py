@@ -1,4 +1,4 @@
-"""Model rows: full batches, padded batches, a training step, torch.compile, and the GPU rows.
+"""Model rows on the CPU: full batches, padded batches, a training step, torch.compile (GPU rows: bench_gpu.py).
 
 minibert's BertModel (SDPA, unpadded: its default) against transformers' BertModel with sdpa and
 eager attention, on the same checkpoint, in one process, runs alternated (harness.time_alternating).
@@ -218,16 +218,3 @@ def compile_rows(directory: Path, config: dict, quick: bool) -> list[dict]:
                    f"compiling took {compile_seconds:.0f} s"}
     log(f"    {row['note']}")
     return [busy_note(row, timing)]
-
-
-# ---- the GPU rows -------------------------------------------------------------------------------
-
-
-def gpu_rows(directory: Path, config: dict, quick: bool) -> list[dict]:
-    """bf16 and fp16 at large batch, and the padded-batch comparison, against transformers' sdpa."""
-    if not torch.cuda.is_available():
-        return [{"section": "gpu", "name": "-", "note": "no CUDA device on this machine: GPU rows skipped"}]
-    rows = []
-    for dtype in (torch.bfloat16, torch.float16):
-        rows += model_rows(directory, config, quick, device="cuda", dtype=dtype)
-    return rows

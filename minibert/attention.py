@@ -68,7 +68,10 @@ class SelfAttention(nn.Module):
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.output = nn.Linear(config.hidden_size, config.hidden_size)
-        self.probs_dropout = config.attention_probs_dropout_prob
+        # A module, as in transformers, so that code which walks model.modules() and sets every
+        # nn.Dropout's p (to 0 for deterministic training, say) reaches it; p is read at each call.
+        # The kernels below apply it themselves (fused into SDPA, or after softmax in eager).
+        self.probs_dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.implementation = config.attn_implementation
 
     def split_heads(self, projected: torch.Tensor) -> torch.Tensor:
@@ -89,7 +92,7 @@ class SelfAttention(nn.Module):
         query = self.split_heads(self.query(hidden))  # (batch, heads, seq, head_dim)
         key = self.split_heads(self.key(hidden))  # (batch, heads, seq, head_dim)
         value = self.split_heads(self.value(hidden))  # (batch, heads, seq, head_dim)
-        dropout = self.probs_dropout if self.training else 0.0
+        dropout = self.probs_dropout.p if self.probs_dropout.training else 0.0
         probs = None
         if self.implementation == "eager" or return_probs:
             context, probs = eager_attention(query, key, value, additive_mask, dropout)
@@ -106,6 +109,6 @@ class SelfAttention(nn.Module):
         query = self.query(hidden).view(total_tokens, self.num_heads, self.head_size)  # (total, heads, head_dim)
         key = self.key(hidden).view(total_tokens, self.num_heads, self.head_size)  # (total, heads, head_dim)
         value = self.value(hidden).view(total_tokens, self.num_heads, self.head_size)  # (total, heads, head_dim)
-        dropout = self.probs_dropout if self.training else 0.0
+        dropout = self.probs_dropout.p if self.probs_dropout.training else 0.0
         context = packing.attention(query, key, value, dropout)  # (total, heads, head_dim)
         return self.output(context.reshape(total_tokens, hidden_size))  # (total, hidden)

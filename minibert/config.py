@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,8 @@ from typing import Any
 from .activations import ACTIVATIONS
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
+_TYPE_WORDS = {int: "an int", float: "a float (or an int)", bool: "True or False", str: "a string",
+               dict: "a dict", list: "a list"}
 CONFIG_NAME = "config.json"
 # Checkpoints of these model types share BERT's architecture and tensor names.
 BERT_MODEL_TYPES = ("bert",)
@@ -59,6 +64,7 @@ class BertConfig:
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
+        self._check_types()
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                      "intermediate_size", "max_position_embeddings", "type_vocab_size", "num_labels"):
             value = getattr(self, name)
@@ -102,6 +108,31 @@ class BertConfig:
         problem_types = (None, "regression", "single_label_classification", "multi_label_classification")
         if self.problem_type not in problem_types:
             raise ValueError(f"problem_type must be one of {problem_types}, got {self.problem_type!r}")
+
+    def _check_types(self) -> None:
+        """Each field against its annotation, so that a config.json value of the wrong type ("1e-12")
+        fails here, naming the field, not later inside a comparison or a layer.
+
+        As transformers accepts an int where a float is expected (a dropout of 0), so do we; it is
+        stored as a float (transformers 5 refuses an int layer_norm_eps in a config.json).
+        """
+        hints = typing.get_type_hints(type(self))
+        for name in self.field_names():
+            value = getattr(self, name)
+            allowed = typing.get_args(hints[name]) if isinstance(hints[name], types.UnionType) else (hints[name],)
+            if value is None and type(None) in allowed:
+                continue
+            kind = next(typing.get_origin(kind) or kind for kind in allowed if kind is not type(None))
+            if kind is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
+                setattr(self, name, float(value))
+            elif kind is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                setattr(self, name, int(value))  # numpy's ints too, which JSON could not write
+            elif kind not in (float, int) and isinstance(value, kind):
+                pass
+            else:
+                optional = " or None" if type(None) in allowed else ""
+                raise TypeError(f"{name} must be {_TYPE_WORDS.get(kind, kind.__name__)}{optional}, "
+                                f"got {type(value).__name__} {value!r}")
 
     @property
     def head_size(self) -> int:
@@ -165,9 +196,11 @@ class BertConfig:
         Hub keyword arguments (cache_dir, revision, token, local_files_only) go to huggingface_hub;
         the rest override config fields.
         """
+        from .atomic import check_not_interrupted
         from .weights import HUB_ARGUMENTS, resolve_file
 
         hub = {key: kwargs.pop(key) for key in list(kwargs) if key in HUB_ARGUMENTS}
+        check_not_interrupted(name_or_path, CONFIG_NAME)  # a killed save removed it: say so
         return cls.from_json_file(resolve_file(name_or_path, CONFIG_NAME, **hub), **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,13 +218,10 @@ class BertConfig:
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
         """Write ``directory/config.json`` atomically; returns its path."""
-        from .weights import atomic_write_bytes
+        from .atomic import save_files
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / CONFIG_NAME
-        atomic_write_bytes(path, self.to_json_string().encode("utf-8"))
-        return path
+        content = self.to_json_string().encode("utf-8")
+        return save_files(directory, {CONFIG_NAME: lambda path: path.write_bytes(content)}) / CONFIG_NAME
 
     def __repr__(self) -> str:
         return f"BertConfig {self.to_json_string()}"

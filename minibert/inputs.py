@@ -2,28 +2,46 @@
 
 Each error names the argument and the problem in the caller's terms, instead of an IndexError
 from inside an embedding lookup three layers down.
+
+Shapes and types are checked on the host. The checks on values (ids in range, a mask of 0 and 1)
+need the tensors' contents, which on a GPU means waiting for it: so they are gathered, together
+with the mask's row lengths that unpadding needs, into one small tensor read back in one go.
+One host sync per forward instead of one per check.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 from .config import BertConfig
 
 
-def _check_ids(name: str, ids: torch.Tensor, shape: tuple[int, int], upper: int, upper_name: str) -> None:
-    """Integer tensor of ``shape`` with values in [0, upper)."""
+@dataclass
+class CheckedInputs:
+    """What check_inputs learned: the batch's shape and device and, given a mask, each row's number
+    of real tokens (``lengths``) and whether every row's first position is a real token."""
+
+    batch: int
+    seq: int
+    device: torch.device
+    lengths: list[int] | None = None
+    first_positions_real: bool = True
+
+    @property
+    def has_padding(self) -> bool:
+        return self.lengths is not None and any(length < self.seq for length in self.lengths)
+
+
+def _check_ids_shape(name: str, ids: torch.Tensor, shape: tuple[int, int]) -> None:
+    """An integer tensor of ``shape`` (its values are checked later, with the others)."""
     if not isinstance(ids, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(ids).__name__}")
     if ids.dtype == torch.bool or ids.is_floating_point() or ids.is_complex():
         raise TypeError(f"{name} must hold integers (torch.long), got {ids.dtype}")
     if tuple(ids.shape) != shape:
         raise ValueError(f"{name} has shape {tuple(ids.shape)} but the input is (batch, seq) = {shape}")
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= upper):
-        raise ValueError(
-            f"{name} holds values in [{int(ids.min())}, {int(ids.max())}] but must lie in [0, {upper}) "
-            f"({upper_name} is {upper})"
-        )
 
 
 def check_inputs(
@@ -33,8 +51,8 @@ def check_inputs(
     token_type_ids: torch.Tensor | None,
     position_ids: torch.Tensor | None,
     inputs_embeds: torch.Tensor | None,
-) -> tuple[int, int, torch.device]:
-    """Validate a forward call's arguments; returns (batch, seq, device)."""
+) -> CheckedInputs:
+    """Validate a forward call's arguments; returns the batch's shape, device and mask lengths."""
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("pass exactly one of input_ids and inputs_embeds")
     if input_ids is not None:
@@ -46,7 +64,7 @@ def check_inputs(
                 + ("; add a batch dimension with input_ids[None]" if input_ids.dim() == 1 else "")
             )
         batch, seq = input_ids.shape
-        _check_ids("input_ids", input_ids, (batch, seq), config.vocab_size, "vocab_size")
+        _check_ids_shape("input_ids", input_ids, (batch, seq))
         device = input_ids.device
     else:
         if not isinstance(inputs_embeds, torch.Tensor) or not inputs_embeds.is_floating_point():
@@ -71,14 +89,43 @@ def check_inputs(
             raise ValueError(
                 f"attention_mask has shape {tuple(attention_mask.shape)} but the input is (batch, seq) = {(batch, seq)}"
             )
-        if attention_mask.numel() and not bool(((attention_mask == 0) | (attention_mask == 1)).all()):
-            raise ValueError("attention_mask must hold only 1 (token) and 0 (padding)")
     if token_type_ids is not None:
-        _check_ids("token_type_ids", token_type_ids, (batch, seq), config.type_vocab_size, "type_vocab_size")
+        _check_ids_shape("token_type_ids", token_type_ids, (batch, seq))
     if position_ids is not None:
         if isinstance(position_ids, torch.Tensor) and position_ids.dim() == 2 and position_ids.shape[0] == 1:
             shape = (1, seq)  # one row of positions shared by the whole batch
         else:
             shape = (batch, seq)
-        _check_ids("position_ids", position_ids, shape, config.max_position_embeddings, "max_position_embeddings")
-    return batch, seq, device
+        _check_ids_shape("position_ids", position_ids, shape)
+    return _check_values(config, input_ids, attention_mask, token_type_ids, position_ids, batch, seq, device)
+
+
+def _check_values(config: BertConfig, input_ids: torch.Tensor | None, attention_mask: torch.Tensor | None,
+                  token_type_ids: torch.Tensor | None, position_ids: torch.Tensor | None,
+                  batch: int, seq: int, device: torch.device) -> CheckedInputs:
+    """Every check on values, and the mask's row lengths, from one device-to-host read."""
+    ranges = [(name, ids, upper, upper_name) for name, ids, upper, upper_name in (
+        ("input_ids", input_ids, config.vocab_size, "vocab_size"),
+        ("token_type_ids", token_type_ids, config.type_vocab_size, "type_vocab_size"),
+        ("position_ids", position_ids, config.max_position_embeddings, "max_position_embeddings"),
+    ) if ids is not None]
+    parts = [torch.stack([ids.min(), ids.max()]).to(device=device, dtype=torch.long)  # (2,)
+             for _, ids, _, _ in ranges]
+    if attention_mask is not None:
+        valid = ((attention_mask == 0) | (attention_mask == 1)).all()
+        parts.append(torch.stack([valid, attention_mask[:, 0].bool().all()]).to(device=device, dtype=torch.long))
+        parts.append(attention_mask.to(device=device, dtype=torch.long).sum(dim=1))  # (batch,) lengths
+    if not parts:
+        return CheckedInputs(batch, seq, device)
+    values = torch.cat(parts).tolist()  # the one host sync
+    for index, (name, _, upper, upper_name) in enumerate(ranges):
+        low, high = values[2 * index: 2 * index + 2]
+        if low < 0 or high >= upper:
+            raise ValueError(f"{name} holds values in [{low}, {high}] but must lie in [0, {upper}) "
+                             f"({upper_name} is {upper})")
+    if attention_mask is None:
+        return CheckedInputs(batch, seq, device)
+    valid, first_real, *lengths = values[2 * len(ranges):]
+    if not valid:
+        raise ValueError("attention_mask must hold only 1 (token) and 0 (padding)")
+    return CheckedInputs(batch, seq, device, lengths, bool(first_real))

@@ -11,14 +11,16 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from .atomic import save_files
 from .attention import additive_padding_mask
-from .config import BertConfig
+from .config import CONFIG_NAME, BertConfig
 from .embeddings import BertEmbeddings
 from .encoder import Encoder
 from .inputs import check_inputs
 from .quantize import refuse_if_quantized
 from .unpadded import PackedSequences
-from .weights import HUB_ARGUMENTS, LoadReport, load_into, resolve_weight_files, save_weights
+from .weights import (HUB_ARGUMENTS, SAFE_WEIGHTS, LoadReport, check_config_fits, load_into, resolve_weight_files,
+                      weights_writer)
 
 
 class ModelOutput:
@@ -154,6 +156,7 @@ class PreTrainedBert(nn.Module):
             config = dataclasses.replace(config, **kwargs)
         files = resolve_weight_files(name_or_path, use_safetensors=use_safetensors, **hub)
         dtype = _resolve_dtype(dtype if dtype is not None else torch_dtype)
+        check_config_fits(config, files, strict=strict)  # from the file headers, before building anything
         # Built on the meta device: no memory, no random init; the checkpoint's tensors are then
         # assigned in place of the empty ones, so the weights exist exactly once.
         with torch.device("meta"), SkipNormalInitOnMeta():
@@ -182,18 +185,20 @@ class PreTrainedBert(nn.Module):
                 setattr(owner, name, fresh)
 
     def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write config.json and model.safetensors under transformers' names (atomically, file by file).
+        """Write config.json and model.safetensors under transformers' names, all or nothing.
 
         transformers' ``from_pretrained`` of the matching class loads the result with nothing missing.
+        A save that fails leaves the old files; one killed midway may leave a folder without config.json,
+        which then refuses to load (saying so), never new weights under the old config (see atomic.py).
         A quantized model (minibert.quantize) is refused before anything is written.
         """
         refuse_if_quantized(self)
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         config = dataclasses.replace(self.config, architectures=[type(self).__name__])
-        save_weights(self, directory, self.checkpoint_base_prefix)
-        config.save_pretrained(directory)
-        return directory
+        config_json = config.to_json_string().encode("utf-8")
+        # config.json goes in last: the weights never meet a config they were not saved with.
+        writers = {SAFE_WEIGHTS: weights_writer(self, self.checkpoint_base_prefix),
+                   CONFIG_NAME: lambda path: path.write_bytes(config_json)}
+        return save_files(directory, writers, completing=CONFIG_NAME)
 
 
 def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str | None:
@@ -251,23 +256,23 @@ class BertModel(PreTrainedBert):
         segment A = 0, B = 1. position_ids (batch, seq) or (1, seq): defaults to 0..seq-1.
 
         With SDPA (the default) a padded batch runs unpadded: only the real tokens are computed
-        (unpadded.py), and the padding positions of last_hidden_state and hidden_states are zeros
-        (so the pooler of a row whose first position is padding sees zeros). The eager path, and
-        any call with output_attentions, computes every position as transformers does.
+        (unpadded.py), and the padding positions of last_hidden_state and hidden_states are zeros.
+        A batch with a row whose first position is padding (left padding, an all-padding row) runs
+        padded instead, because the pooler reads position 0 and transformers computes it there. The
+        eager path, and any call with output_attentions, computes every position as transformers does.
         """
-        batch, seq, device = check_inputs(
-            self.config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds
-        )
+        checked = check_inputs(self.config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
+        batch, seq, device = checked.batch, checked.seq, checked.device
         if token_type_ids is None:
             token_type_ids = torch.zeros((batch, seq), dtype=torch.long, device=device)
         if position_ids is None:
             position_ids = torch.arange(seq, device=device)[None]  # (1, seq)
-        # No padding, no mask: the kernels run faster without one and the numbers are the same.
-        has_padding = attention_mask is not None and not bool(attention_mask.all())
         packing = None
-        if has_padding and self.config.attn_implementation == "sdpa" and not output_attentions:
+        pooler_reads_padding = not checked.first_positions_real and self.pooler is not None
+        if (checked.has_padding and not pooler_reads_padding and self.config.attn_implementation == "sdpa"
+                and not output_attentions):
             # Skip the padding instead of computing it: from here on, the real tokens only.
-            packing = PackedSequences.from_mask(attention_mask)
+            packing = PackedSequences.from_lengths(attention_mask, checked.lengths)
             input_ids, token_type_ids, position_ids, inputs_embeds = (
                 None if tensor is None else packing.pack(tensor)  # (total_tokens, ...)
                 for tensor in (input_ids, token_type_ids, position_ids, inputs_embeds)
@@ -275,7 +280,8 @@ class BertModel(PreTrainedBert):
         hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)  # (batch, seq, hidden)
         # ... or (total_tokens, hidden) when packed: the embeddings, too, are computed per token.
         additive_mask = None
-        if has_padding and packing is None:
+        # No padding, no mask: the kernels run faster without one and the numbers are the same.
+        if checked.has_padding and packing is None:
             additive_mask = additive_padding_mask(attention_mask, hidden.dtype)  # (batch, 1, 1, seq)
         last, all_hidden, all_probs = self.encoder(hidden, additive_mask, output_attentions, output_hidden_states,
                                                    packing)

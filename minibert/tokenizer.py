@@ -21,7 +21,6 @@ import json
 import numbers
 import os
 import re
-import unicodedata
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -77,20 +76,20 @@ class BasicTokenizer:
 
     def decompose(self, text: str) -> str:
         """NFD as the reference's (older) tables do it: "é" -> "e" + U+0301."""
-        parts = self.tables.opaque_to_nfd.split(text)
-        # re.split with a capturing group puts the characters NFD must not touch at odd positions.
-        return "".join(part if index % 2 else unicodedata.normalize("NFD", part) for index, part in enumerate(parts))
+        text = text.translate(self.tables.decompose)
+        # Canonical reordering: each run of marks sorted by combining class (stable, so equal classes keep order).
+        return self.tables.mark_runs.sub(self._reorder, text)
+
+    def _reorder(self, run: re.Match[str]) -> str:
+        return "".join(sorted(run[0], key=self.tables.combining_class.__getitem__))
 
     def drop_marks(self, text: str) -> str:
         """Remove the nonspacing marks (the accents, once decomposed)."""
         return self.tables.marks.sub("", text)
 
     def lower(self, text: str) -> str:
-        """Lower-case as Rust does it, one character at a time."""
-        fixes = self.tables.lowercase_fixes
-        if fixes.search(text):
-            text = fixes.sub(lambda match: self.tables.lowercase_fix[match[0]], text)
-        return text.lower()
+        """Lower-case as Rust does it, one character at a time (so "Σ" is always "σ": no final "ς")."""
+        return text.translate(self.tables.lowercase)
 
     def origins(self, text: str) -> list[int]:
         """For each character of ``normalize(text)``, the index in ``text`` of the one it came from."""
@@ -114,8 +113,8 @@ class BasicTokenizer:
         their kind: in the new order, replacing pieces take the old characters' origins one by one,
         and an inserted piece the origin of the last one taken.
         """
-        opaque = self.tables.opaque_to_nfd
-        pieces = [(0 if opaque.match(piece) else unicodedata.combining(piece), index == 0)
+        classes = self.tables.combining_class
+        pieces = [(classes.get(piece, 0), index == 0)
                   for char in text for index, piece in enumerate(self.decompose(char))]
         reordered: list[tuple[int, bool]] = []
         marks: list[tuple[int, bool]] = []
@@ -258,11 +257,13 @@ class BertTokenizer:
                 f"strip_accents={self.strip_accents}, tokenize_chinese_chars={self.tokenize_chinese_chars})")
 
     def __len__(self) -> int:
-        return len(self.id_to_token)
+        """The number of distinct tokens, as transformers counts: a repeated vocab.txt line is not counted twice
+        (the token keeps the id of its last line, so an id may reach beyond ``len``, as in transformers)."""
+        return len(self.vocab)
 
     @property
     def vocab_size(self) -> int:
-        return len(self.id_to_token)
+        return len(self.vocab)
 
     # -- loading and saving --
 
@@ -289,9 +290,13 @@ class BertTokenizer:
         return cls(vocab_file, **settings)
 
     def save_pretrained(self, directory: str | os.PathLike) -> tuple[str, ...]:
-        """Write vocab.txt, tokenizer_config.json and special_tokens_map.json, readable by transformers."""
+        """Write vocab.txt, tokenizer_config.json and special_tokens_map.json, readable by transformers.
+
+        All or nothing, as the model's save (see atomic.py): vocab.txt, which loading needs, goes in last.
+        """
+        from .atomic import save_files
+
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         specials = {name: getattr(self, name) for name in SPECIAL_TOKEN_NAMES}
         config = dict(tokenizer_class="BertTokenizer", do_lower_case=self.do_lower_case,
                       strip_accents=self.strip_accents, tokenize_chinese_chars=self.tokenize_chinese_chars,
@@ -302,8 +307,7 @@ class BertTokenizer:
         files = {VOCAB_FILE: "".join(token + "\n" for token in self.id_to_token),
                  CONFIG_FILE: json.dumps(config, indent=2, ensure_ascii=False) + "\n",
                  SPECIAL_TOKENS_FILE: json.dumps(specials, indent=2, ensure_ascii=False) + "\n"}
-        for name, content in files.items():
-            (directory / name).write_text(content, encoding="utf-8")
+        save_files(directory, {name: _text_writer(content) for name, content in files.items()}, completing=VOCAB_FILE)
         return tuple(str(directory / name) for name in files)
 
     # -- text -> ids --
@@ -438,6 +442,10 @@ def _replace_all(text: str, replacements: tuple[tuple[str, str], ...]) -> str:
     for old, new in replacements:
         text = text.replace(old, new)
     return text
+
+
+def _text_writer(content: str):
+    return lambda path: path.write_text(content, encoding="utf-8")
 
 
 def _is_int(value: Any) -> bool:

@@ -1,98 +1,87 @@
-"""Which characters BERT's basic tokenizer treats as punctuation, control, accent, space or CJK.
+"""The basic tokenizer's character tables, compiled for use: regexes and ``str.translate`` maps.
 
-The reference classifies characters with older tables than Python's `unicodedata` (Unicode 14.0
-in Python 3.11): Unicode 8.0 for punctuation, control characters and accents (the
-`unicode_categories` crate), 9.0 for NFD, and Rust's own Unicode 16 for lower-casing. We start
-from Python's tables and apply the differences below, found by asking the reference about every
-code point; tests/test_tokenizer.py::test_every_code_point_like_the_reference asks again.
-Ranges of hex code points.
+The data is ``unicode_data.py`` (``data`` here), read off the reference by
+``tools/make_unicode_data.py``. Nothing here asks Python's ``unicodedata`` or ``str.lower()``,
+whose answers change with the Python version (Unicode 13.0 in 3.10, 14.0 in 3.11, 15.0 in 3.12,
+...): the ids are the same on every Python. Built once, on first use, in a few milliseconds.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-import sys
-import unicodedata
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-# Punctuation added since Unicode 8.0: part of a word for the reference.
-_NEW_PUNCTUATION = """
-061D 09FD 0A76 0C77 0C84 1B7D-1B7E 2E43-2E4F 2E52-2E5D 10EAD 10F55-10F59 10F86-10F89 1144B-1144F
-1145A-1145B 1145D 11660-1166C 116B9 1183B 11944-11946 119E2 11A3F-11A46 11A9A-11A9C 11A9E-11AA2
-11C41-11C45 11C70-11C71 11EF7-11EF8 11FFF 12FF1-12FF2 16E97-16E9A 16FE2 1E95E-1E95F"""
-# Format characters added since Unicode 8.0: kept, where other format characters are removed.
-_NEW_FORMAT = "0890-0891 08E2 110CD 13430-13438"
-# Nonspacing marks added since Unicode 8.0: kept when accents are stripped.
-_NEW_MARKS = """
-07FD 0898-089F 08CA-08E1 09FE 0AFA-0AFF 0B55 0C04 0C3C 0D00 0D3B-0D3C 0D81 0EBA 180F 1885-1886
-1ABF-1ACE 1DF6-1DFB A82C A8C5 A8FF A9BD 10D24-10D27 10EAB-10EAC 10F46-10F50 10F82-10F85 11070
-11073-11074 110C2 111C9 111CF 1123E 1133B 11438-1143F 11442-11444 11446 1145E 1182F-11837
-11839-1183A 1193B-1193C 1193E 11943 119D4-119D7 119DA-119DB 119E0 11A01-11A0A 11A33-11A38
-11A3B-11A3E 11A47 11A51-11A56 11A59-11A5B 11A8A-11A96 11A98-11A99 11C30-11C36 11C38-11C3D 11C3F
-11C92-11CA7 11CAA-11CB0 11CB2-11CB3 11CB5-11CB6 11D31-11D36 11D3A 11D3C-11D3D 11D3F-11D45 11D47
-11D90-11D91 11D95 11D97 11EF3-11EF4 16F4F 16FE4 1CF00-1CF2D 1CF30-1CF46 1E000-1E006 1E008-1E018
-1E01B-1E021 1E023-1E024 1E026-1E02A 1E130-1E136 1E2AE 1E2EC-1E2EF 1E944-1E94A"""
-# Characters whose decomposition or combining class is newer than Unicode 9.0: NFD leaves them
-# as they are and reorders no marks across them.
-_NEW_DECOMPOSITIONS = """
-07FD 0898-089F 08CA-08D3 09FE 0C3C 0D3B-0D3C 0EBA 1715 1ABF-1ACE 1DF6-1DFA A82C 10D24-10D27
-10EAB-10EAC 10F46-10F50 10F82-10F85 11070 1133B 1145E 11839-1183A 11938 1193D-1193E 11943 119E0
-11A34 11A47 11A99 11D42 11D44-11D45 11D97 16FF0-16FF1 1E130-1E136 1E2AE 1E2EC-1E2EF"""
-# Categories changed since Unicode 8.0: still punctuation for the reference (U+166D CANADIAN
-# SYLLABICS CHI SIGN, U+111C9 SHARADA SANDHI MARK), still a nonspacing mark (U+1734 HANUNOO SIGN
-# PAMUDPOD).
-_OLD_PUNCTUATION = "166D 111C9"
-_OLD_MARKS = "1734"
-# Lower-casing that differs, as "CAPITALS>FIRST_SMALL_LETTER": Unicode 16's new capitals, unknown to
-# Python 3.11; and, a reference quirk, Σ always becomes σ: Rust lower-cases one character at a
-# time, so there is no word-final ς as with Python's str.lower().
-_NEW_LOWERCASE = """
-03A3>03C3 1C89>1C8A A7CB>0264 A7CC>A7CD A7CE>A7CF A7D2>A7D3 A7D4>A7D5 A7DA>A7DB A7DC>019B
-10D50-10D65>10D70 16EA0-16EB8>16EBB"""
+from . import unicode_data as data
 
-# Whitespace, as Rust's char::is_whitespace. Cleaning removes \x0b, \x0c and \x85 first, as control
-# characters (and Python's str.isspace() would add \x1c-\x1f, which are control characters too).
-_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-# The "Chinese character" blocks of the original BERT. Reference quirk: its fifth block starts at
-# U+2B920 where BERT's starts at U+2B820, so U+2B820-U+2B91F (early CJK Extension E) stay joined.
-_CJK_BLOCKS = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
-               (0x2B740, 0x2B81F), (0x2B920, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+# Hangul syllables decompose by Unicode's arithmetic: leading consonant, vowel, optional trailing one.
+_HANGUL_FIRST, _HANGUL_COUNT = 0xAC00, 11172
+_JAMO_LEADING, _JAMO_VOWEL, _JAMO_TRAILING, _VOWELS, _TRAILINGS = 0x1100, 0x1161, 0x11A7, 21, 28
 
 
-def _code_points(spec: str) -> set[int]:
-    """'0890-0891 08E2' -> {0x890, 0x891, 0x8E2}."""
-    points = set()
+def ranges(spec: str) -> list[tuple[int, int]]:
+    """'0890-0891 08E2' -> [(0x890, 0x891), (0x8E2, 0x8E2)]."""
+    spans = []
     for item in spec.split():
         first, _, last = item.partition("-")
-        points.update(range(int(first, 16), int(last or first, 16) + 1))
-    return points
+        spans.append((int(first, 16), int(last or first, 16)))
+    return spans
 
 
-def _char_class(points: Iterable[int]) -> str:
-    """Code points -> a regex character class written as ranges: '[a-z\\u00e9]'."""
-    ranges: list[list[int]] = []
-    for point in sorted(points):
-        if ranges and ranges[-1][1] == point - 1:
-            ranges[-1][1] = point
-        else:
-            ranges.append([point, point])
-    body = "".join(re.escape(chr(a)) + ("" if a == b else "-" + re.escape(chr(b))) for a, b in ranges)
+def code_points(spec: str) -> list[int]:
+    """'0890-0891 08E2' -> [0x890, 0x891, 0x8E2]."""
+    return [point for first, last in ranges(spec) for point in range(first, last + 1)]
+
+
+def _char_class(spec: str) -> str:
+    """'0041-005A 00E9' -> the regex character class '[A-Z\u00e9]'."""
+    body = "".join(re.escape(chr(first)) + ("" if first == last else "-" + re.escape(chr(last)))
+                   for first, last in ranges(spec))
     return f"[{body}]"
+
+
+def _hex_chars(spec: str) -> str:
+    """'0041,0300' -> 'A\u0300'."""
+    return "".join(chr(int(point, 16)) for point in spec.split(","))
+
+
+def _hangul() -> dict[int, str]:
+    """Hangul syllables -> their jamo, in code point order (leading, then vowel, then trailing or none)."""
+    leading = [chr(_JAMO_LEADING + index) for index in range(_HANGUL_COUNT // (_VOWELS * _TRAILINGS))]
+    vowels = [chr(_JAMO_VOWEL + index) for index in range(_VOWELS)]
+    trailing = [""] + [chr(_JAMO_TRAILING + index) for index in range(1, _TRAILINGS)]
+    jamo = [first + vowel + last for first in leading for vowel in vowels for last in trailing]
+    return dict(zip(range(_HANGUL_FIRST, _HANGUL_FIRST + _HANGUL_COUNT), jamo))
+
+
+def _lowercase(spec: str) -> dict[int, str]:
+    """'0041-005A:+32 0100-012E/2:+1 0130>0069,0307' -> {code point: its lower case}."""
+    lower = {}
+    for item in spec.split():
+        if ">" in item:
+            point, pieces = item.split(">")
+            lower[int(point, 16)] = _hex_chars(pieces)
+            continue
+        span, delta = item.split(":")
+        span, _, step = span.partition("/")
+        first, _, last = span.partition("-")
+        for point in range(int(first, 16), int(last or first, 16) + 1, int(step or 1)):
+            lower[point] = chr(point + int(delta))
+    return lower
 
 
 @dataclass(frozen=True)
 class UnicodeTables:
-    """The compiled character classes of the basic tokenizer (built once, on first use)."""
+    """The compiled character classes and maps of the basic tokenizer."""
 
     control: re.Pattern[str]  # removed by cleaning
     whitespace: re.Pattern[str]  # replaced by " "
     cjk: re.Pattern[str]  # each gets a space on either side
+    decompose: dict[int, str]  # str.translate map: each character to its NFD
+    combining_class: dict[str, int]  # the marks NFD reorders; every other character is a starter (0)
+    mark_runs: re.Pattern[str]  # two or more of those marks in a row: what canonical reordering sorts
     marks: re.Pattern[str]  # nonspacing marks, removed with the accents after NFD
-    opaque_to_nfd: re.Pattern[str]  # NFD leaves these alone (capturing, for re.split)
-    lowercase_fixes: re.Pattern[str]
-    lowercase_fix: dict[str, str]
+    lowercase: dict[int, str]  # str.translate map: lower-casing, one character at a time
     words: re.Pattern[str]  # one punctuation character, or a run of neither punctuation nor space
     ascii_clean: dict[int, int | None]  # str.translate tables: cleaning all ASCII text needs
     ascii_clean_lower: dict[int, int | None]
@@ -100,39 +89,32 @@ class UnicodeTables:
 
 @functools.cache
 def unicode_tables() -> UnicodeTables:
-    control, punctuation, marks = {0, 0xFFFD}, set(), set()
-    for point in range(sys.maxunicode + 1):
-        category = unicodedata.category(chr(point))
-        if category in ("Cc", "Cf", "Co"):
-            control.add(point)
-        elif category[0] == "P":
-            punctuation.add(point)
-        elif category == "Mn":
-            marks.add(point)
-    control -= {ord("\t"), ord("\n"), ord("\r")} | _code_points(_NEW_FORMAT)
-    # Like BERT, every printable ASCII character that is not a letter or digit splits words ($, +, ^, ...).
-    punctuation |= {point for point in range(33, 127) if not chr(point).isalnum()}
-    punctuation = (punctuation - _code_points(_NEW_PUNCTUATION)) | _code_points(_OLD_PUNCTUATION)
-    marks = (marks - _code_points(_NEW_MARKS)) | _code_points(_OLD_MARKS)
+    """The tables, compiled from ``unicode_data`` (once per process)."""
+    whitespace = code_points(data.WHITESPACE)
+    punctuation, whitespace_class = _char_class(data.PUNCTUATION), _char_class(data.WHITESPACE)
+    combining_class = {chr(point): value for value, spec in data.COMBINING_CLASSES.items()
+                       for point in code_points(spec)}
+    decompose = _hangul()
+    for item in data.DECOMPOSITIONS.split():
+        point, pieces = item.split(">")
+        decompose[int(point, 16)] = _hex_chars(pieces)
+    lower = _lowercase(data.LOWERCASE)
 
-    lowercase_fix = {}
-    for item in _NEW_LOWERCASE.split():
-        capitals, small = item.split(">")
-        for offset, capital in enumerate(sorted(_code_points(capitals))):
-            lowercase_fix[chr(capital)] = chr(int(small, 16) + offset)
-
-    ascii_clean: dict[int, int | None] = {point: None for point in control if point < 128}
-    ascii_clean.update({ord(space): ord(" ") for space in "\t\n\r"})
-    punctuation_class = _char_class(punctuation)
+    ascii_clean: dict[int, int | None] = {point: None for first, last in ranges(data.CONTROL) if first < 128
+                                          for point in range(first, min(last, 127) + 1)}
+    ascii_clean.update({point: ord(" ") for point in whitespace if point < 128 and point not in ascii_clean
+                        and point != ord(" ")})
+    ascii_lower = {point: ord(lower[point]) for point in lower if point < 128}
     return UnicodeTables(
-        control=re.compile(_char_class(control)),
-        whitespace=re.compile(f"[{_WHITESPACE}]"),
-        cjk=re.compile(_char_class(point for first, last in _CJK_BLOCKS for point in range(first, last + 1))),
-        marks=re.compile(_char_class(marks)),
-        opaque_to_nfd=re.compile(f"({_char_class(_code_points(_NEW_DECOMPOSITIONS))})"),
-        lowercase_fixes=re.compile(_char_class(map(ord, lowercase_fix))),
-        lowercase_fix=lowercase_fix,
-        words=re.compile(f"{punctuation_class}|[^{punctuation_class[1:-1]}{_WHITESPACE}]+"),
+        control=re.compile(_char_class(data.CONTROL)),
+        whitespace=re.compile(whitespace_class),
+        cjk=re.compile(_char_class(data.CJK)),
+        decompose=decompose,
+        combining_class=combining_class,
+        mark_runs=re.compile(f"[{''.join(map(re.escape, combining_class))}]{{2,}}"),
+        marks=re.compile(_char_class(data.MARKS)),
+        lowercase=lower,
+        words=re.compile(f"{punctuation}|[^{punctuation[1:-1]}{whitespace_class[1:-1]}]+"),
         ascii_clean=ascii_clean,
-        ascii_clean_lower={**ascii_clean, **{point: point + 32 for point in range(ord("A"), ord("Z") + 1)}},
+        ascii_clean_lower={**ascii_clean, **ascii_lower},
     )

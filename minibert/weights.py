@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -65,35 +65,69 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile(re.escape(pattern).replace(r"\{\}", r"(\d+)") + r"$")
 
 
-_FORWARD = [(_compile(source), target) for source, target in CHECKPOINT_NAMES.items()]
-_BACKWARD = [(_compile(target), source) for source, target in CHECKPOINT_NAMES.items() if target is not None]
+# (pattern, replacement, the table row it comes from), in both directions.
+_FORWARD = [(_compile(source), target, source) for source, target in CHECKPOINT_NAMES.items()]
+_BACKWARD = [(_compile(target), source, source) for source, target in CHECKPOINT_NAMES.items() if target is not None]
 
 
-def _lookup(table: list[tuple[re.Pattern[str], str | None]], name: str) -> tuple[bool, str | None]:
-    """Match a full tensor name, or its module part plus the parameter name, against a table."""
+@dataclass(frozen=True)
+class NameMapping:
+    """What the name table makes of one checkpoint tensor name, and which rules it took to get there.
+
+    ``target`` is the minibert name relative to the encoder or head (None when dropped on purpose or
+    unknown); ``rules`` lists, in the order applied, the legacy rules and the table row that matched.
+    """
+
+    source: str
+    known: bool
+    target: str | None
+    rules: tuple[str, ...]
+
+    @property
+    def dropped(self) -> bool:
+        return self.known and self.target is None
+
+
+def _lookup(table: list[tuple[re.Pattern[str], str | None, str]], name: str) -> tuple[bool, str | None, str | None]:
+    """Match a full tensor name, or its module part plus the parameter name, against a table.
+
+    Returns (matched, the replaced name or None if dropped, the table row that matched)."""
     module, _, parameter = name.rpartition(".")
     for candidate, suffix in ((name, ""), (module, "." + parameter)):
-        for pattern, replacement in table:
+        for pattern, replacement, row in table:
             match = pattern.match(candidate)
             if match:
                 if replacement is None:
-                    return True, None
-                return True, replacement.replace("{}", match.group(1) if match.groups() else "") + suffix
-    return False, None
+                    return True, None, row
+                return True, replacement.replace("{}", match.group(1) if match.groups() else "") + suffix, row
+    return False, None, None
+
+
+def explain_checkpoint_name(name: str) -> NameMapping:
+    """transformers' tensor name -> its minibert name and the rules that mapped it (see NameMapping)."""
+    source, rules = name, []
+    if name.startswith(BASE_PREFIX):
+        name = name.removeprefix(BASE_PREFIX)
+        rules.append(f"{BASE_PREFIX!r} prefix")
+    module, _, parameter = name.rpartition(".")
+    if parameter in LEGACY_PARAMETER_NAMES and module.endswith("LayerNorm"):
+        name = f"{module}.{LEGACY_PARAMETER_NAMES[parameter]}"
+        rules.append(f"{parameter} -> {LEGACY_PARAMETER_NAMES[parameter]}")
+    known, target, row = _lookup(_FORWARD, name)
+    if known:
+        rules.append(f"table {row!r}" + (" -> None (dropped on purpose)" if target is None else ""))
+    return NameMapping(source, known, target, tuple(rules))
 
 
 def checkpoint_to_minibert(name: str) -> tuple[bool, str | None]:
     """transformers' tensor name -> (known, minibert name relative to the encoder or head; None if dropped)."""
-    name = name.removeprefix(BASE_PREFIX)
-    module, _, parameter = name.rpartition(".")
-    if parameter in LEGACY_PARAMETER_NAMES and module.endswith("LayerNorm"):
-        name = f"{module}.{LEGACY_PARAMETER_NAMES[parameter]}"
-    return _lookup(_FORWARD, name)
+    mapping = explain_checkpoint_name(name)
+    return mapping.known, mapping.target
 
 
 def minibert_to_checkpoint(name: str, base_prefix: str = "") -> str | None:
     """minibert tensor name -> transformers' name; encoder tensors get ``base_prefix`` ("bert." in heads)."""
-    known, source = _lookup(_BACKWARD, name.removeprefix(BASE_PREFIX))
+    known, source, _ = _lookup(_BACKWARD, name.removeprefix(BASE_PREFIX))
     if not known or source is None:
         return None
     return base_prefix + source if source.startswith(BASE_MODULES) else source
@@ -123,9 +157,46 @@ def resolve_file(name_or_path: str | os.PathLike, filename: str, *, required: bo
     return _hub_download(str(name_or_path), filename, required=required, **hub)
 
 
+# How long the one look at the hub may take before minibert concludes it is offline. huggingface_hub
+# itself would retry for about 30 s (five attempts, backing off) before giving up.
+HUB_PROBE_TIMEOUT_S = 2.0
+# The answer holds for a minute, so that the several files of one load cost one look at most.
+HUB_PROBE_MEMORY_S = 60.0
+_hub_reachable_memo: dict[str, tuple[float, bool]] = {}
+
+
+def _offline_by_environment() -> bool:
+    # huggingface_hub reads HF_HUB_OFFLINE once, when it is imported; we honour it at each call.
+    return os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def hub_reachable() -> bool:
+    """One HEAD request to the hub's endpoint, no retries, HUB_PROBE_TIMEOUT_S at most; remembered per
+    endpoint for HUB_PROBE_MEMORY_S.
+
+    Any answer, even an error status, means the hub is there; no answer (no DNS, refused, timed out,
+    hung up) means offline.
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    endpoint = constants.ENDPOINT
+    asked, reachable = _hub_reachable_memo.get(endpoint, (-HUB_PROBE_MEMORY_S, False))
+    if time.monotonic() - asked >= HUB_PROBE_MEMORY_S:
+        try:
+            get_session().head(endpoint, timeout=HUB_PROBE_TIMEOUT_S, follow_redirects=False)
+            reachable = True
+        except Exception:  # whichever HTTP library huggingface_hub uses, and however the network fails
+            reachable = False
+        _hub_reachable_memo[endpoint] = (time.monotonic(), reachable)
+    return reachable
+
+
 def _hub_download(repo_id: str, filename: str, *, required: bool, **hub: Any) -> Path | None:
+    """The local hub cache first; then, if one short request finds the hub, huggingface_hub's download
+    (with its progress bar); otherwise a clear OSError (or None for a file that is not required)."""
     # Imported here so that `import minibert` stays light; only hub ids need it.
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import (
         EntryNotFoundError,
         HFValidationError,
@@ -137,21 +208,30 @@ def _hub_download(repo_id: str, filename: str, *, required: bool, **hub: Any) ->
     unknown = set(hub) - set(HUB_ARGUMENTS)
     if unknown:
         raise TypeError(f"unexpected hub arguments {sorted(unknown)}; known: {HUB_ARGUMENTS}")
-    # huggingface_hub reads HF_HUB_OFFLINE once, when it is imported; we honour it at each call.
-    if os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}:
-        hub["local_files_only"] = True
+    hub = {key: value for key, value in hub.items() if value is not None}
+    not_reachable = OSError(
+        f"cannot load {filename} of {repo_id!r}: the Hugging Face hub cannot be reached (or HF_HUB_OFFLINE is "
+        "set) and the file is not in the local hub cache. Run once with network access to cache it, or pass "
+        "the path of a local directory holding config.json and model.safetensors."
+    )
     try:
-        return Path(hf_hub_download(repo_id, filename, **{k: v for k, v in hub.items() if v is not None}))
-    except LocalEntryNotFoundError:
-        # Offline (HF_HUB_OFFLINE=1 or no network) and not in the cache. The caller may try
-        # another file name; a required file is the end of the road.
+        if not hub.get("force_download"):
+            # A file already downloaded needs no network at all (as transformers with HF_HUB_OFFLINE=1).
+            cached = try_to_load_from_cache(repo_id, filename, cache_dir=hub.get("cache_dir"),
+                                            revision=hub.get("revision"))
+            if isinstance(cached, str):
+                return Path(cached)
+            if cached is not None and not required:
+                return None  # the hub said before that this file does not exist, and that answer is cached
+        if hub.get("local_files_only") or _offline_by_environment() or not hub_reachable():
+            if not required:
+                return None  # the caller may try another file name
+            raise not_reachable
+        return Path(hf_hub_download(repo_id, filename, **hub))
+    except LocalEntryNotFoundError:  # the connection went away after the first look
         if not required:
             return None
-        raise OSError(
-            f"cannot load {filename} of {repo_id!r}: the Hugging Face hub cannot be reached (or HF_HUB_OFFLINE is "
-            "set) and the file is not in the local hub cache. Run once with network access to cache it, or pass "
-            "the path of a local directory holding config.json and model.safetensors."
-        ) from None
+        raise not_reachable from None
     except EntryNotFoundError:
         if not required:
             return None
@@ -191,8 +271,11 @@ def resolve_weight_files(name_or_path: str | os.PathLike, use_safetensors: bool 
     raise OSError(f"{name_or_path} has no {SAFE_WEIGHTS}, {SAFE_INDEX} or {PICKLE_WEIGHTS}")
 
 
-def read_tensors(files: list[Path]) -> Iterator[tuple[str, torch.Tensor]]:
-    """Yield (name, tensor) from weight files. Safetensors tensors are memory-mapped, not copied."""
+def read_tensors(files: list[Path], shapes_only: bool = False) -> Iterator[tuple[str, Any]]:
+    """Yield (name, tensor) from weight files. Safetensors tensors are memory-mapped, not copied.
+
+    ``shapes_only``: yield (name, shape) instead, reading only the safetensors headers.
+    """
     from safetensors import SafetensorError, safe_open
 
     for path in files:
@@ -201,15 +284,45 @@ def read_tensors(files: list[Path]) -> Iterator[tuple[str, torch.Tensor]]:
                 state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             except Exception as error:  # torch raises many kinds; the caller needs to know which file
                 raise OSError(f"{path} could not be loaded with torch.load(weights_only=True): {error}") from None
-            yield from state.items()
+            yield from ((name, tuple(tensor.shape) if shapes_only else tensor) for name, tensor in state.items())
             continue
         try:
             with safe_open(path, framework="pt") as handle:
                 names = list(handle.keys())
                 for name in names:
-                    yield name, handle.get_tensor(name)
+                    yield name, tuple(handle.get_slice(name).get_shape()) if shapes_only else handle.get_tensor(name)
         except SafetensorError as error:
             raise OSError(f"{path} is not a readable safetensors file ({error}); is it truncated?") from None
+
+
+def check_config_fits(config: Any, files: list[Path], *, strict: bool = True) -> None:
+    """Compare a config with a checkpoint's tensor names and shapes before any module is built.
+
+    Building costs time per layer even on the meta device, so a config.json that says 1,000,000
+    layers must fail here, from the file headers, not after minutes of building. Raises
+    CheckpointError when the hidden size differs from the embeddings' width, or (when ``strict``)
+    when the config wants more layers than the checkpoint holds.
+    """
+    layers, width = set(), None
+    for source, shape in read_tensors(files, shapes_only=True):
+        known, target = checkpoint_to_minibert(source)
+        if not known or target is None:
+            continue
+        layer = re.match(r"encoder\.layers\.(\d+)\.", target)
+        if layer:
+            layers.add(int(layer.group(1)))
+        elif target == "embeddings.word_embeddings.weight" and len(shape) == 2:
+            width = (source, shape)
+    if width is not None and width[1][1] != config.hidden_size:
+        raise CheckpointError(f"the config says hidden_size={config.hidden_size} but the checkpoint's {width[0]} "
+                              f"has shape {width[1]}: {width[1][1]} features per token")
+    held = max(layers) + 1 if layers else 0
+    if strict and config.num_hidden_layers > held:
+        raise CheckpointError(
+            f"the config says num_hidden_layers={config.num_hidden_layers} but the checkpoint holds "
+            + (f"{held} layer(s) (encoder.layer.0..{held - 1})" if held else "no encoder layers")
+            + " (pass strict=False to initialise the others freshly)"
+        )
 
 
 # ---- loading into a model ----------------------------------------------------------------
@@ -219,7 +332,7 @@ class CheckpointError(OSError):
     """A checkpoint that does not fit the model: tensors missing or of the wrong shape."""
 
 
-@dataclass
+@dataclass(repr=False)
 class LoadReport:
     """What a load did: minibert names filled, checkpoint names left unused, minibert names missing."""
 
@@ -227,6 +340,25 @@ class LoadReport:
     unused: list[str] = field(default_factory=list)  # in the checkpoint, not needed by this model
     dropped: list[str] = field(default_factory=list)  # in the checkpoint, dropped on purpose (buffers)
     missing: list[str] = field(default_factory=list)  # needed by the model, not in the checkpoint
+
+    def __repr__(self) -> str:
+        """Counts, and the names that need a reader's attention grouped: 'unused=5 (cls.*)'."""
+        def part(label: str, names: list[str]) -> str:
+            return f"{label}={len(names)}" + (f" ({', '.join(group_names(names))})" if names else "")
+
+        return (f"LoadReport(used={len(self.used)}, {part('dropped', self.dropped)}, "
+                f"{part('unused', self.unused)}, {part('missing', self.missing)})")
+
+
+def group_names(names: list[str]) -> list[str]:
+    """Names grouped by their top module ('cls.*'; under 'bert.', the next one: 'bert.pooler.*'); a
+    module with a single name keeps the full name."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        parts = name.split(".")
+        depth = 2 if parts[0] + "." == BASE_PREFIX and len(parts) > 2 else 1
+        groups.setdefault(".".join(parts[:depth]), []).append(name)
+    return [members[0] if len(members) == 1 else f"{key}.*" for key, members in groups.items()]
 
 
 def summarize_names(names: list[str]) -> str:
@@ -264,6 +396,8 @@ def load_into(model: torch.nn.Module, files: list[Path], *, strict: bool = True,
     report = LoadReport()
     loaded: dict[str, torch.Tensor] = {}
     wrong_shapes = []
+    cast: list[str] = []  # integer tensors, cast to floating point
+    integers: dict[str, torch.Tensor] = {}  # ... whose dtype (with dtype="auto") the others decide
     for source, tensor in read_tensors(files):
         known, target = checkpoint_to_minibert(source)
         if known and target is None:
@@ -277,11 +411,18 @@ def load_into(model: torch.nn.Module, files: list[Path], *, strict: bool = True,
         if tuple(tensor.shape) != want:
             wrong_shapes.append(f"{source}: expected {want} for {full_name}, found {tuple(tensor.shape)}")
             continue
+        if not tensor.is_floating_point():
+            # Every tensor we load is floating; as transformers does, an integer (or bool) one of the
+            # right shape is cast, to the dtype the others get (decided below for "auto").
+            cast.append(f"{source} ({str(tensor.dtype).removeprefix('torch.')})")
+            if dtype == "auto":
+                integers[full_name] = tensor
+                continue
         if dtype == "auto":
             pass  # keep the file's dtype
-        elif dtype is not None and tensor.is_floating_point():
+        elif dtype is not None:
             tensor = tensor.to(dtype)
-        elif tensor.is_floating_point():
+        else:
             tensor = tensor.to(expected[full_name].dtype)
         if device is not None:
             tensor = tensor.to(device)
@@ -289,6 +430,14 @@ def load_into(model: torch.nn.Module, files: list[Path], *, strict: bool = True,
         report.used.append(full_name)
     if wrong_shapes:
         raise CheckpointError("checkpoint tensors have the wrong shape for this config:\n  " + "\n  ".join(wrong_shapes))
+    if integers:
+        dtypes = [tensor.dtype for tensor in loaded.values()]
+        common = max(set(dtypes), key=dtypes.count) if dtypes else torch.get_default_dtype()
+        for full_name, tensor in integers.items():
+            loaded[full_name] = tensor.to(device=device or tensor.device, dtype=common)
+            report.used.append(full_name)
+    if cast:
+        logger.warning("Checkpoint tensors of an integer dtype, cast to floating point: %s", ", ".join(cast))
     report.missing = [name for name in expected if name not in loaded and not _is_tied(model, name)]
     required = [name for name in report.missing if not name.startswith(fresh_prefixes)] if fresh_prefixes else report.missing
     if required and strict:
@@ -312,34 +461,12 @@ def _is_tied(model: torch.nn.Module, name: str) -> bool:
 # ---- saving ------------------------------------------------------------------------------
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Have ``write`` fill a temporary file beside ``path``, then rename it over ``path``.
+def weights_writer(model: torch.nn.Module, base_prefix: str = "") -> Callable[[Path], None]:
+    """A function that writes ``model``'s tensors under transformers' names to a safetensors file.
 
-    ``path`` is always either the old file or the complete new one, never half of one, and a
-    failed write leaves nothing behind.
+    The tensors are gathered now, so a name the table lacks fails before any file is touched.
+    For ``atomic.save_files``, which decides where the file goes and when it becomes visible.
     """
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        with open(temporary, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see atomic_write)."""
-    atomic_write(path, lambda temporary: temporary.write_bytes(data))
-
-
-def save_weights(model: torch.nn.Module, directory: Path, base_prefix: str = "") -> Path:
-    """Write ``directory/model.safetensors`` under transformers' names, atomically."""
-    from safetensors.torch import save_file
-
     tensors = {}
     for name, tensor in model.state_dict().items():
         if _is_tied(model, name):
@@ -348,6 +475,11 @@ def save_weights(model: torch.nn.Module, directory: Path, base_prefix: str = "")
         if source is None:
             raise CheckpointError(f"{name} has no checkpoint name in the table (weights.CHECKPOINT_NAMES)")
         tensors[source] = tensor.detach().to("cpu").contiguous()
-    path = directory / SAFE_WEIGHTS
-    atomic_write(path, lambda temporary: save_file(tensors, str(temporary), metadata={"format": "pt"}))
-    return path
+
+    def write(path: Path) -> None:
+        from safetensors.torch import save_file
+
+        # "pt" is what transformers' loader looks for in the metadata.
+        save_file(tensors, str(path), metadata={"format": "pt"})
+
+    return write

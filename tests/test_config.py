@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import pytest
 import torch
@@ -57,7 +58,6 @@ def test_transformers_config_json_loads(tmp_path):
     (dict(hidden_size=100, num_attention_heads=12), "divisible by num_attention_heads"),
     (dict(num_hidden_layers=0), "num_hidden_layers must be a positive integer"),
     (dict(vocab_size=-5), "vocab_size must be a positive integer"),
-    (dict(hidden_size=7.5), "hidden_size must be a positive integer"),
     (dict(hidden_act="gelu_fancy"), "unknown hidden_act 'gelu_fancy'"),
     (dict(position_embedding_type="relative_key"), "position_embedding_type 'relative_key' is not supported"),
     (dict(attn_implementation="flash"), "attn_implementation must be one of"),
@@ -69,6 +69,45 @@ def test_transformers_config_json_loads(tmp_path):
 def test_validation_messages(values, message):
     with pytest.raises(ValueError, match=message):
         BertConfig(**values)
+
+
+NUMERIC_AND_BOOL_FIELDS = {"vocab_size": "an int", "hidden_size": "an int", "num_hidden_layers": "an int",
+                           "num_attention_heads": "an int", "intermediate_size": "an int",
+                           "max_position_embeddings": "an int", "type_vocab_size": "an int", "num_labels": "an int",
+                           "pad_token_id": "an int or None", "hidden_dropout_prob": "a float",
+                           "attention_probs_dropout_prob": "a float", "initializer_range": "a float",
+                           "layer_norm_eps": "a float", "classifier_dropout": "a float", "use_cache": "True or False"}
+
+
+@pytest.mark.parametrize("name", sorted(NUMERIC_AND_BOOL_FIELDS))
+def test_a_string_where_a_number_belongs_names_the_field_and_type(name, tmp_path):
+    default = getattr(BertConfig(), name)
+    text = "1e-12" if name == "layer_norm_eps" else str(default if default is not None else 0.1)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", name: text}))
+    with pytest.raises(TypeError, match=rf"^{name} must be {re.escape(NUMERIC_AND_BOOL_FIELDS[name])}.*got str"):
+        BertConfig.from_pretrained(tmp_path)
+    with pytest.raises(TypeError, match=rf"^{name} must be"):
+        BertConfig(**{name: text})
+    with pytest.raises(TypeError, match=rf"^{name} must be"):  # nor a bool for a number, a number for a bool
+        BertConfig(**{name: 1 if name == "use_cache" else True})
+
+
+@pytest.mark.parametrize("values", [dict(hidden_size=7.5), dict(num_labels=2.0), dict(hidden_act=3),
+                                    dict(id2label=["neg", "pos"]), dict(architectures="BertModel")])
+def test_other_wrong_types(values):
+    with pytest.raises(TypeError, match=f"^{next(iter(values))} must be"):
+        BertConfig(**values)
+
+
+def test_ints_where_floats_belong_are_accepted_and_saved_as_floats(tmp_path):
+    config = BertConfig(layer_norm_eps=1, hidden_dropout_prob=0, attention_probs_dropout_prob=1, initializer_range=1,
+                        classifier_dropout=0)
+    config.save_pretrained(tmp_path)
+    written = json.loads((tmp_path / "config.json").read_text())
+    for name in ("layer_norm_eps", "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range",
+                 "classifier_dropout"):
+        assert isinstance(written[name], float) and written[name] == getattr(config, name), name
+    assert transformers.BertConfig.from_pretrained(str(tmp_path)).layer_norm_eps == 1.0  # refuses an int there
 
 
 def test_not_a_bert_config():

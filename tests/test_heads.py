@@ -320,7 +320,7 @@ def test_fill_mask_errors_are_one_line_and_exit_nonzero(tmp_path):
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "cache"),
                    "HF_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
     for arguments, code, words in [
-        (["Paris is the [MASK]."], 1, "cannot load bert-base-cased"),  # offline, nothing cached
+        (["Paris is the [MASK]."], 2, "cannot load config.json of 'bert-base-cased'"),  # offline, nothing cached
         (["no mask here", "--model", str(directory)], 2, "has no [MASK]"),
     ]:
         result = subprocess.run([sys.executable, "-m", "minibert", "fill-mask", *arguments], capture_output=True,

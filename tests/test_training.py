@@ -1,9 +1,8 @@
 """Training: dropout in transformers' order, mixed precision, gradient checkpointing, the fine-tuning example.
 
 Tolerances: with the same seed minibert draws its dropout masks in transformers' order, so train-mode
-eager losses and gradients are bit-identical (torch.equal). bfloat16 keeps 8 significant bits
-(relative step 2**-8 = 0.4%); a tiny BERT's gradients under autocast land within 3% (in norm) of
-float32's, the measured error being about 1%; float16 (10 bits) within 1%.
+eager losses and gradients are bit-identical (torch.equal). Under autocast, minibert's gradients lie
+no further from float32's than transformers' own do (1.1x, measured, not a fixed percentage).
 """
 
 from __future__ import annotations
@@ -97,31 +96,40 @@ def test_gradient_checkpointing_gives_the_same_gradients(implementation):
     assert not model.bert.encoder.gradient_checkpointing
 
 
-def assert_gradients_near(actual: dict, expected: dict, relative: float, what: str) -> None:
-    """Each parameter's gradient within ``relative`` of the reference in norm; gradients that are zero in
-    exact arithmetic (attention key biases: softmax ignores a shift shared by all keys) get a floor."""
-    scale = max(float(gradient.norm()) for gradient in expected.values())
-    for name, gradient in expected.items():
-        error = float((actual[name].float() - gradient).norm())
-        assert error <= relative * float(gradient.norm()) + 1e-6 * scale, (
-            f"{what}: grad of {name} off by {error:.2e} (norm {float(gradient.norm()):.2e})")
+def relative_gradient_error(actual: dict, expected: dict) -> float:
+    """|| all gradients - reference gradients || / || reference gradients ||, over every parameter."""
+    error = sum(float((actual[name].float() - gradient).square().sum()) for name, gradient in expected.items())
+    return (error / sum(float(gradient.square().sum()) for gradient in expected.values())) ** 0.5
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("precision", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("implementation", ["eager", "sdpa"])
-def test_autocast_gradients_match_float32(device, precision, implementation):
+def test_autocast_gradients_no_worse_than_transformers(checkpoints, device, precision, implementation):
+    """Mixed precision costs accuracy in any implementation; the question is whether minibert's cost is
+    transformers' cost. Each library's autocast gradients are compared with its own float32 gradients
+    (the same weights, the same padded batch, dropout off): minibert's relative error must be no more
+    than 1.1x transformers'. (A fixed bound failed on CUDA float16 for a 1.3e-6 error on a 1.2e-5
+    gradient: that size is float16's, and transformers' own error is of the same order.)"""
     if device == "cpu" and precision == torch.float16:
         pytest.skip("float16 autocast is for GPUs; on CPU use bfloat16")
-    model = tiny_classifier(implementation).to(device).eval()
-    inputs = {name: tensor.to(device) for name, tensor in random_batch(TINY, batch=4, seq=10, seed=4).items()}
-    labels = torch.tensor([0, 2, 1, 1], device=device)
-    loss32, float32 = step_gradients(model, inputs, labels)
-    loss16, reduced = step_gradients(model, inputs, labels, precision=precision, device=device)
-    assert {gradient.dtype for gradient in reduced.values()} == {torch.float32}  # parameters stay float32
-    relative = 3e-2 if precision == torch.bfloat16 else 1e-2
-    assert abs(float(loss16) - float(loss32)) <= relative * abs(float(loss32))
-    assert_gradients_near(reduced, float32, relative, f"{precision} autocast")
+    class_name = "BertForSequenceClassification"
+    ours, theirs = load_pair(checkpoints[class_name], class_name, implementation,
+                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
+    inputs = {name: tensor.to(device) for name, tensor in head_inputs(class_name, seed=4).items()}
+    labels = inputs.pop("labels")
+    errors = {}
+    for label, model in (("minibert", ours), ("transformers", theirs)):
+        model.to(device).train()
+        loss32, float32 = step_gradients(model, inputs, labels)
+        loss16, reduced = step_gradients(model, inputs, labels, precision=precision, device=device)
+        assert {gradient.dtype for gradient in reduced.values()} == {torch.float32}  # parameters stay float32
+        errors[label] = (relative_gradient_error(reduced, float32), abs(float(loss16) - float(loss32)))
+    (ours_gradients, ours_loss), (theirs_gradients, theirs_loss) = errors["minibert"], errors["transformers"]
+    what = f"{precision} on {device}: minibert {errors['minibert']}, transformers {errors['transformers']}"
+    assert 0 < theirs_gradients < 0.05, what  # the comparison means something: autocast acted, and not wildly
+    assert ours_gradients <= 1.1 * theirs_gradients, what
+    assert ours_loss <= 1.1 * theirs_loss + 1e-6, what
 
 
 def test_autocast_matches_transformers_under_autocast(checkpoints):

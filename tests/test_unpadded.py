@@ -48,6 +48,11 @@ def test_pack_unpack_round_trip(name):
     # Groups cover every real token, shortest sequences first, and leave out empty rows.
     assert sum(length * count for length, count in packing.groups) == int(mask.sum())
     assert [length for length, _ in packing.groups] == sorted({int(n) for n in mask.sum(1) if n > 0})
+    # The GPU kernel's view of the same order: where each non-empty sequence starts, and the longest.
+    lengths = sorted(int(n) for n in mask.sum(1) if n > 0)
+    assert packing.cu_seqlens.dtype == torch.int32
+    assert packing.cu_seqlens.tolist() == [sum(lengths[:index]) for index in range(len(lengths) + 1)]
+    assert packing.max_length == max(lengths) and isinstance(packing.max_length, int)
 
 
 def test_pack_broadcasts_shared_positions():
@@ -59,21 +64,23 @@ def test_pack_broadcasts_shared_positions():
 @pytest.mark.parametrize("mask_name", list(masks()))
 @pytest.mark.parametrize("name", list(TINY_CONFIGS))
 def test_unpadded_matches_padded(tiny_checkpoints, name, mask_name):
-    """The packed path against the padded one, inside minibert: same layers, other shapes."""
+    """The default path against the padded one, inside minibert: same layers, other shapes.
+
+    Batches whose rows all start with a token run packed; the others (left padding, an empty row)
+    run padded, because the pooler reads position 0: the pooler agrees for every row either way."""
     model = BertModel.from_pretrained(tiny_checkpoints[name])
     inputs = batch_for(masks()[mask_name], TINY_CONFIGS[name]["vocab_size"], seed=11)
     real = inputs["attention_mask"].bool()
     with torch.no_grad():
-        unpadded = model(**inputs, output_hidden_states=True)
+        default = model(**inputs, output_hidden_states=True)
         # output_attentions needs every position, so this call takes the padded path.
         padded = model(**inputs, output_hidden_states=True, output_attentions=True)
-    for index, (fast, slow) in enumerate(zip(unpadded.hidden_states, padded.hidden_states)):
+    packed = bool(real[:, 0].all())
+    for index, (fast, slow) in enumerate(zip(default.hidden_states, padded.hidden_states)):
         assert_close(fast[real], slow[real], rtol=RTOL, atol=ATOL, what=f"hidden_states[{index}]")
-        assert torch.all(fast[~real] == 0), "padding positions of the unpadded path are zeros"
-    assert unpadded.last_hidden_state is not None and torch.all(unpadded.last_hidden_state[~real] == 0)
-    starts_real = real[:, 0]  # a row whose position 0 is padding has its pooler read zeros instead
-    assert_close(unpadded.pooler_output[starts_real], padded.pooler_output[starts_real], rtol=RTOL, atol=ATOL,
-                 what="pooler_output")
+        if packed:
+            assert torch.all(fast[~real] == 0), "padding positions of the unpadded path are zeros"
+    assert_close(default.pooler_output, padded.pooler_output, rtol=RTOL, atol=ATOL, what="pooler_output")
 
 
 @pytest.mark.parametrize("name", list(TINY_CONFIGS))
@@ -122,56 +129,28 @@ def test_unpadded_gradients_match_transformers(tiny_checkpoints, checkpointing):
 
 
 def test_paths_taken(tiny_checkpoints, monkeypatch):
-    """sdpa without output_attentions packs; eager and output_attentions stay padded; full batches stay dense."""
+    """sdpa without output_attentions packs; eager and output_attentions stay padded; full batches stay
+    dense; a row that starts with padding keeps the batch padded unless the model has no pooler."""
     calls = []
-    original = PackedSequences.from_mask.__func__
-    monkeypatch.setattr(PackedSequences, "from_mask",
-                        classmethod(lambda cls, mask: calls.append(mask.shape) or original(cls, mask)))
+    original = PackedSequences.from_lengths.__func__
+    monkeypatch.setattr(PackedSequences, "from_lengths",
+                        classmethod(lambda cls, mask, lengths: calls.append(lengths) or original(cls, mask, lengths)))
     inputs = batch_for(masks()["right"], TINY_CONFIGS["tiny"]["vocab_size"], seed=16)
     sdpa = BertModel.from_pretrained(tiny_checkpoints["tiny"])
     eager = BertModel.from_pretrained(tiny_checkpoints["tiny"], attn_implementation="eager")
     with torch.no_grad():
         sdpa(**inputs)
-        assert len(calls) == 1
+        assert calls == [[7, 3, 5, 3, 1]], "the lengths come from the input checks' one host read"
         sdpa(**inputs, output_attentions=True)
         eager(**inputs)
         sdpa(input_ids=inputs["input_ids"], attention_mask=torch.ones_like(inputs["attention_mask"]))
         sdpa(input_ids=inputs["input_ids"])
-    assert len(calls) == 1
-
-
-@pytest.mark.filterwarnings("ignore::UserWarning")  # nested tensors are a "prototype" API
-def test_jagged_attention_matches_groups():
-    """The GPU path (nested jagged tensors, one SDPA call) against the per-group loop, run on the CPU."""
-    mask = masks()["right"]
-    packing = PackedSequences.from_mask(mask)
-    generator = torch.Generator().manual_seed(17)
-    query, key, value = (torch.randn(packing.total_tokens, 3, 8, generator=generator, requires_grad=True)
-                         for _ in range(3))
-    grouped = packing.attention(query, key, value, dropout=0.0)
-    jagged = packing._jagged_attention(query, key, value, dropout=0.0)
-    assert_close(jagged, grouped, rtol=RTOL, atol=ATOL, what="jagged vs grouped")
-    grouped_grads = torch.autograd.grad(grouped.square().sum(), (query, key, value))
-    jagged_grads = torch.autograd.grad(jagged.square().sum(), (query, key, value))
-    for which, (actual, expected) in enumerate(zip(jagged_grads, grouped_grads)):
-        assert_close(actual, expected, rtol=RTOL, atol=ATOL, what=f"jagged gradient {which}")
-
-
-@pytest.mark.filterwarnings("ignore::UserWarning")  # nested tensors are a "prototype" API
-def test_jagged_path_in_the_model(tiny_checkpoints, monkeypatch):
-    """The GPU path as BertModel uses it, forced on the CPU: inference mode (q, k, v are then inference
-    tensors, which nested views must accept) and training (gradients through the nested tensors)."""
-    model = BertModel.from_pretrained(tiny_checkpoints["tiny"])
-    inputs = batch_for(masks()["right"], TINY_CONFIGS["tiny"]["vocab_size"], seed=19)
-    real = inputs["attention_mask"].bool()
-    with torch.inference_mode():
-        grouped = model(**inputs).last_hidden_state
-    monkeypatch.setattr(PackedSequences, "attention", PackedSequences._jagged_attention)
-    with torch.inference_mode():
-        jagged = model(**inputs).last_hidden_state
-    assert_close(jagged[real], grouped[real], rtol=RTOL, atol=ATOL, what="jagged path in inference mode")
-    model(**inputs).last_hidden_state[real].square().sum().backward()
-    assert all(parameter.grad is not None for parameter in model.encoder.parameters())
+        for name in ("left", "empty-row"):
+            sdpa(**batch_for(masks()[name], TINY_CONFIGS["tiny"]["vocab_size"], seed=16))
+        assert len(calls) == 1
+        sdpa.pooler = None  # nothing reads position 0 now: left padding may pack
+        sdpa(**batch_for(masks()["left"], TINY_CONFIGS["tiny"]["vocab_size"], seed=16))
+    assert len(calls) == 2
 
 
 @pytest.mark.slow

@@ -252,3 +252,58 @@ def test_checkpoint_without_pooler_initialises_it(tiny, caplog):
     assert model.load_report.missing == ["pooler.dense.weight", "pooler.dense.bias"]
     assert torch.all(model.pooler.dense.bias == 0)
     assert any("freshly initialised: pooler.dense.bias, pooler.dense.weight" in r.getMessage() for r in caplog.records)
+
+
+def test_integer_weights_are_cast_as_transformers_casts_them(tiny, caplog):
+    tensors = load_file(tiny / "model.safetensors")
+    tensors["bert.pooler.dense.weight"] = torch.arange(32 * 32).reshape(32, 32) % 7 - 3  # int64
+    tensors["bert.embeddings.word_embeddings.weight"] = (tensors["bert.embeddings.word_embeddings.weight"] * 100).int()
+    save_file(tensors, str(tiny / "model.safetensors"), metadata={"format": "pt"})
+    with caplog.at_level(logging.WARNING, logger="minibert"):
+        ours = BertModel.from_pretrained(tiny, attn_implementation="eager")
+    assert any("bert.pooler.dense.weight (int64)" in r.getMessage() and "word_embeddings.weight (int32)" in r.getMessage()
+               for r in caplog.records)
+    theirs = reference_model(tiny, "eager")
+    assert ours.pooler.dense.weight.dtype == theirs.pooler.dense.weight.dtype == torch.float32
+    assert ours.pooler.dense.weight.requires_grad
+    assert_equal(ours.pooler.dense.weight, theirs.pooler.dense.weight, "int64 pooler weight")
+    assert_equal(ours.embeddings.word_embeddings.weight, theirs.embeddings.word_embeddings.weight, "int32 embeddings")
+    with torch.no_grad():
+        assert_equal(ours(ids()).pooler_output, theirs(ids()).pooler_output, "forward")
+    assert BertModel.from_pretrained(tiny, dtype=torch.bfloat16).pooler.dense.weight.dtype == torch.bfloat16
+    save_file({name: t.half() if t.is_floating_point() else t for name, t in tensors.items()},
+              str(tiny / "model.safetensors"))
+    halves = BertModel.from_pretrained(tiny, dtype="auto")
+    assert {parameter.dtype for parameter in halves.parameters()} == {torch.float16}
+
+
+def refuse_to_build_layers(monkeypatch):
+    """Building even one encoder layer fails the test: the check must come before building."""
+    def built(*args, **kwargs):
+        raise AssertionError("an encoder layer was built before the config was checked against the checkpoint")
+    monkeypatch.setattr("minibert.encoder.EncoderLayer.__init__", built)
+
+
+def test_a_million_layers_fail_before_anything_is_built(tiny, monkeypatch):
+    values = json.loads((tiny / "config.json").read_text())
+    (tiny / "config.json").write_text(json.dumps({**values, "num_hidden_layers": 1_000_000}))
+    refuse_to_build_layers(monkeypatch)
+    with pytest.raises(CheckpointError, match=r"num_hidden_layers=1000000 but the checkpoint holds 2 layer\(s\) "
+                                              r"\(encoder\.layer\.0\.\.1\)"):
+        BertModel.from_pretrained(tiny)
+
+
+def test_a_hidden_size_that_is_not_the_checkpoints_fails_before_building(tiny, monkeypatch):
+    refuse_to_build_layers(monkeypatch)
+    with pytest.raises(CheckpointError, match=r"hidden_size=64 but the checkpoint's "
+                                              r"bert\.embeddings\.word_embeddings\.weight has shape \(120, 32\)"):
+        BertModel.from_pretrained(tiny, hidden_size=64)
+
+
+def test_fewer_layers_than_the_checkpoint_load_its_first_ones(tiny):
+    """As in transformers, num_hidden_layers below the checkpoint's keeps the first layers (the rest unused)."""
+    model = BertModel.from_pretrained(tiny, num_hidden_layers=1)
+    assert len(model.encoder.layers) == 1
+    assert any(name.startswith("bert.encoder.layer.1.") for name in model.load_report.unused)
+    more = BertModel.from_pretrained(tiny, num_hidden_layers=3, strict=False)  # the third initialised
+    assert more.load_report.missing and all(name.startswith("encoder.layers.2.") for name in more.load_report.missing)

@@ -1,0 +1,107 @@
+"""Parity on the device the model runs on: the GPU when there is one (each check also runs on the CPU).
+
+On CUDA the default path of a padded half-precision batch is the variable-length flash kernel
+(varlen.py); these tests hold it to transformers:
+- eager float32 is bit-identical to transformers' eager on the same device;
+- in float32, bfloat16 and float16, the default path's error against a float64 reference is no worse
+  than 1.1x transformers' sdpa error, on the real tokens of a padded batch (the fair test when both
+  round differently: the distance to the exact answer);
+- a sentence alone and inside a padded batch agree within the dtype's tolerance;
+- no NaN or inf appears, float16 included, with rows of a single token.
+The model is mid-sized (4 layers, 8 heads of 32): flash kernels need head_dim a multiple of 8.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import assert_equal, reference_model, write_legacy_checkpoint
+from minibert import BertModel, varlen
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+MID = dict(vocab_size=500, hidden_size=256, num_hidden_layers=4, num_attention_heads=8, intermediate_size=1024,
+           max_position_embeddings=128)
+# A sentence alone vs in a batch: the same math on other tile boundaries; a few units of the last place.
+ALONE_TOLERANCE = {torch.float32: 2e-5, torch.bfloat16: 6e-2, torch.float16: 8e-3}
+
+
+@pytest.fixture(scope="module")
+def mid_checkpoint(tmp_path_factory):
+    return write_legacy_checkpoint(tmp_path_factory.mktemp("mid"), MID, seed=77)
+
+
+def padded_batch(lengths: list[int], device: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    seq = max(lengths)
+    mask = (torch.arange(seq)[None] < torch.tensor(lengths)[:, None]).long()  # (batch, seq)
+    input_ids = torch.randint(1, MID["vocab_size"], mask.shape, generator=generator) * mask
+    return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+
+
+LENGTHS = [97, 1, 12, 40, 3, 64, 1, 25]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_eager_float32_bit_identical_on_device(mid_checkpoint, device):
+    inputs = padded_batch(LENGTHS, device)
+    ours = BertModel.from_pretrained(mid_checkpoint, attn_implementation="eager", device=device)
+    theirs = reference_model(mid_checkpoint, "eager").to(device)
+    with torch.no_grad():
+        mine, reference = ours(**inputs, output_hidden_states=True), theirs(**inputs, output_hidden_states=True)
+    for index, (actual, expected) in enumerate(zip(mine.hidden_states, reference.hidden_states)):
+        assert_equal(actual, expected, f"hidden_states[{index}] on {device}")
+    assert_equal(mine.pooler_output, reference.pooler_output, f"pooler_output on {device}")
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
+@pytest.mark.parametrize("device", DEVICES)
+def test_default_path_no_less_accurate_than_transformers(mid_checkpoint, device, dtype):
+    dtype = DTYPES[dtype]
+    inputs = padded_batch(LENGTHS, device)
+    real = inputs["attention_mask"].bool()
+    ours = BertModel.from_pretrained(mid_checkpoint, dtype=dtype, device=device)
+    theirs = reference_model(mid_checkpoint, "sdpa").to(device=device, dtype=dtype)
+    exact = reference_model(mid_checkpoint, "eager").to(device=device, dtype=torch.float64)
+    with torch.no_grad():
+        truth = exact(**inputs).last_hidden_state[real]
+        ours_error = (ours(**inputs).last_hidden_state[real].double() - truth).abs()
+        theirs_error = (theirs(**inputs).last_hidden_state[real].double() - truth).abs()
+    kernel = varlen.choose_kernel(torch.device(device), dtype, MID["hidden_size"] // MID["num_attention_heads"], 0.0)
+    what = f"{device} {dtype} ({kernel}): minibert max {ours_error.max():.2e} mean {ours_error.mean():.2e}, " \
+           f"transformers max {theirs_error.max():.2e} mean {theirs_error.mean():.2e}"
+    assert torch.isfinite(ours_error).all(), what
+    assert ours_error.mean() <= 1.1 * theirs_error.mean(), what
+    assert ours_error.max() <= 1.1 * theirs_error.max(), what
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
+@pytest.mark.parametrize("device", DEVICES)
+def test_sentence_alone_and_in_a_padded_batch(mid_checkpoint, device, dtype):
+    dtype = DTYPES[dtype]
+    model = BertModel.from_pretrained(mid_checkpoint, dtype=dtype, device=device)
+    batch = padded_batch(LENGTHS, device, seed=3)
+    with torch.no_grad():
+        together = model(**batch).last_hidden_state
+        for row in (0, 3, 1):
+            length = LENGTHS[row]
+            alone = model(input_ids=batch["input_ids"][row:row + 1, :length]).last_hidden_state[0]  # (length, hidden)
+            difference = (together[row, :length].float() - alone.float()).abs().max()
+            assert difference <= ALONE_TOLERANCE[dtype], f"row {row} ({length} tokens): {difference:.2e}"
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
+@pytest.mark.parametrize("device", DEVICES)
+def test_no_nan_or_inf_with_single_token_rows(mid_checkpoint, device, dtype):
+    dtype = DTYPES[dtype]
+    model = BertModel.from_pretrained(mid_checkpoint, dtype=dtype, device=device)
+    for lengths in ([1, 1, 1], [1, 50, 1], [128, 1]):
+        with torch.no_grad():
+            output = model(**padded_batch(lengths, device, seed=4))
+        assert torch.isfinite(output.last_hidden_state).all() and torch.isfinite(output.pooler_output).all(), lengths
+    model.train()
+    with torch.autocast(device, dtype=torch.bfloat16 if dtype == torch.float32 else dtype):
+        loss = model(**padded_batch([1, 30, 1, 7], device, seed=5)).last_hidden_state.float().square().mean()
+    loss.backward()
+    assert all(torch.isfinite(parameter.grad).all() for parameter in model.parameters() if parameter.grad is not None)
