@@ -204,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate_int8(saved: Path, tokenizer: BertTokenizer, test: list, args) -> None:
-    """The saved float32 classifier, reloaded on the CPU with int8 linear layers: held-out accuracy and
-    agreement with float32. (Quantize after saving: a quantized model cannot be saved.)"""
+    """The saved classifier reloaded on the CPU, in float32 and with int8 linear layers: held-out accuracy
+    of each. (Quantized after saving: a quantized model cannot be saved.)"""
     float32 = BertForSequenceClassification.from_pretrained(saved)
     int8 = quantize(BertForSequenceClassification.from_pretrained(saved), "int8")
     cpu = torch.device("cpu")
