@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     goals = [row for row in rows if row.get("goal")]
     print(f"Goals met: {sum(bool(row.get('met')) for row in goals)} of {len(goals)}. "
-          "speedup = transformers sdpa / minibert (above 1: minibert faster or smaller); "
+          "speedup = transformers sdpa / minibert (above 1: minibert faster or smaller; in the onnx rows "
+          "ORT optimized / minibert, in the precision rows minibert float32 / that precision); "
           "roofline = minibert's GFLOP/s on real tokens / a matmul's, measured alongside "
           "(2048^3 float32 on the CPU, 8192^3 bfloat16 on a GPU).")
     text = dump(document)
