@@ -150,7 +150,8 @@ def skipped(reason: str) -> list[dict]:
 
 
 def onnx_rows(checkpoint: Path, config: dict, quick: bool) -> list[dict]:
-    """transformers (sdpa), ORT plain / optimized / int8 and minibert (fp32, int8) on full batches and batch 1."""
+    """transformers (sdpa), ORT plain / optimized / int8 and minibert (fp32; prepacked at batch 1, int8 at
+    batch 8) on full batches and batch 1."""
     missing = onnx_available()
     if missing:
         return skipped(f"skipped: {missing} not installed; {INSTALL_HINT}")
@@ -166,9 +167,11 @@ def onnx_rows(checkpoint: Path, config: dict, quick: bool) -> list[dict]:
         sessions = {name: session(path) for name, path in paths.items()}
     reference = transformers.BertModel.from_pretrained(str(checkpoint), attn_implementation="sdpa").eval()
     checks = check_against_transformers(sessions, reference, config)
-    log(f"    outputs vs transformers: {', '.join(f'{name} {value:.2g}' for name, value in checks.items())}")
+    log(f"    outputs vs transformers: max |diff| plain {checks['plain']:.1e}, optimized {checks['optimized']:.1e}; "
+        f"int8 lowest cosine {checks['int8']:.4f}")
     ours = minibert.BertModel.from_pretrained(checkpoint)
     ours_int8 = minibert.quantize(minibert.BertModel.from_pretrained(checkpoint), "int8")
+    ours_prepacked = minibert.prepack(minibert.BertModel.from_pretrained(checkpoint))
     fused_attention = info["fusions"].get("Attention", 0) + info["fusions"].get("MultiHeadAttention", 0)
     fusion_note = ", ".join(f"{name} {count}" for name, count in info["fusions"].items())
     rows = [{"section": "onnx", "name": "export and fusions", "unit": "s", "minibert": None,
@@ -195,7 +198,9 @@ def onnx_rows(checkpoint: Path, config: dict, quick: bool) -> list[dict]:
                          for name, runner in sessions.items()}}
         if batch > 1:
             contenders["minibert_int8"] = torch_call(ours_int8)
-        else:  # what minibert's 72 GEMMs alone cost: the floor for any change outside them
+        else:
+            contenders["minibert_prepacked"] = torch_call(ours_prepacked)
+            # What minibert's GEMMs alone cost, as the default path runs them: the floor for any change outside them.
             contenders["minibert_linear_layers"] = linear_layers_call(ours, seq, "cpu")
         log(f"  onnx {batch}x{seq} ...")
         timing = time_alternating(contenders, repeats=2 if quick else (5 if batch * seq >= 1024 else 11))
@@ -204,9 +209,11 @@ def onnx_rows(checkpoint: Path, config: dict, quick: bool) -> list[dict]:
                "speedup": timing.ratio("ort_optimized", "minibert")}
         row["note"] = (f"ORT plain {row['ort_plain']:.1f}, optimized {row['ort_optimized']:.1f}, "
                        f"int8 {row['ort_int8']:.1f} ms; speedup = ORT optimized / minibert")
-        if batch == 1:
-            check_goal(row, ">= 1.0x", row["speedup"])  # batch-1 latency at or below ORT optimized
-            row["note"] += f"; minibert's linear layers alone {row['minibert_linear_layers']:.1f} ms"
+        if batch == 1:  # the goal: batch-1 latency at or below ORT optimized, with minibert's fastest float32
+            row["prepacked_speedup"] = timing.ratio("ort_optimized", "minibert_prepacked")
+            check_goal(row, ">= 1.0x", row["prepacked_speedup"])
+            row["note"] += (f"; minibert.prepack {row['minibert_prepacked']:.1f} ms = {row['prepacked_speedup']:.2f}x; "
+                            f"minibert's linear layers alone {row['minibert_linear_layers']:.1f} ms")
         else:
             row["int8_speedup"] = timing.ratio("ort_int8", "minibert_int8")
             row["note"] += (f"; minibert int8 {row['minibert_int8']:.1f} ms = "

@@ -3,6 +3,7 @@
 from .config import BertConfig
 from .model import BertModel, BertModelOutput
 from .tokenizer import BertTokenizer
+from .prepack import prepack
 from .quantize import quantize
 from .tokenizer_batch import BatchEncoding
 from .auto import (
@@ -46,5 +47,6 @@ __all__ = [
     "BertModel",
     "BertModelOutput",
     "BertTokenizer",
+    "prepack",
     "quantize",
 ]

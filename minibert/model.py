@@ -17,7 +17,7 @@ from .config import CONFIG_NAME, BertConfig
 from .embeddings import BertEmbeddings
 from .encoder import Encoder
 from .inputs import check_inputs
-from .quantize import refuse_if_quantized
+from .quantize import refuse_if_converted
 from .unpadded import PackedSequences
 from .weights import (HUB_ARGUMENTS, SAFE_WEIGHTS, LoadReport, check_config_fits, load_into, resolve_weight_files,
                       weights_writer)
@@ -190,9 +190,9 @@ class PreTrainedBert(nn.Module):
         transformers' ``from_pretrained`` of the matching class loads the result with nothing missing.
         A save that fails leaves the old files; one killed midway may leave a folder without config.json,
         which then refuses to load (saying so), never new weights under the old config (see atomic.py).
-        A quantized model (minibert.quantize) is refused before anything is written.
+        A model converted for inference (minibert.quantize, minibert.prepack) is refused before anything is written.
         """
-        refuse_if_quantized(self)
+        refuse_if_converted(self)
         config = dataclasses.replace(self.config, architectures=[type(self).__name__])
         config_json = config.to_json_string().encode("utf-8")
         # config.json goes in last: the weights never meet a config they were not saved with.

@@ -104,6 +104,25 @@ class DynamicInt8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, weight levels ±{self.weight_levels}"
 
 
+def convert_encoder_linears(model: nn.Module, make_layer, conversion: str) -> nn.Module:
+    """Replace every nn.Linear in ``model``'s encoder by ``make_layer(linear)``, in place, for CPU
+    inference; mark the model with ``conversion`` (which save_pretrained refuses) and put it in eval mode."""
+    encoder = getattr(model, "encoder", None) or getattr(getattr(model, "bert", None), "encoder", None)
+    if encoder is None:
+        raise TypeError(f"{conversion} needs a minibert model with an encoder, got {type(model).__name__}")
+    if not torch.backends.mkldnn.is_available():
+        raise RuntimeError(f"{conversion} needs a PyTorch built with oneDNN (MKLDNN); this one is not")
+    parameter = next(model.parameters())
+    if parameter.device.type != "cpu" or parameter.dtype != torch.float32:
+        raise ValueError(f"{conversion} needs a float32 model on CPU, got {parameter.dtype} on {parameter.device}")
+    linears = [(name, module) for name, module in encoder.named_modules() if isinstance(module, nn.Linear)]
+    for name, linear in linears:
+        owner_name, _, attribute = name.rpartition(".")
+        setattr(encoder.get_submodule(owner_name), attribute, make_layer(linear))
+    model.inference_conversion = conversion
+    return model.eval()
+
+
 def quantize(model: nn.Module, scheme: str = "int8") -> nn.Module:
     """Quantize ``model``'s encoder linear layers in place for CPU inference, and return the model.
 
@@ -112,29 +131,17 @@ def quantize(model: nn.Module, scheme: str = "int8") -> nn.Module:
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown quantization scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
-    encoder = getattr(model, "encoder", None) or getattr(getattr(model, "bert", None), "encoder", None)
-    if encoder is None:
-        raise TypeError(f"quantize needs a minibert model with an encoder, got {type(model).__name__}")
-    if not torch.backends.mkldnn.is_available():
-        raise RuntimeError("int8 quantization needs a PyTorch built with oneDNN (MKLDNN); this one is not")
-    parameter = next(model.parameters())
-    if parameter.device.type != "cpu" or parameter.dtype != torch.float32:
-        raise ValueError(f"int8 quantization needs a float32 model on CPU, got {parameter.dtype} on {parameter.device}")
     levels = int8_weight_levels()
-    linears = [(name, module) for name, module in encoder.named_modules() if isinstance(module, nn.Linear)]
-    for name, linear in linears:
-        owner_name, _, attribute = name.rpartition(".")
-        setattr(encoder.get_submodule(owner_name), attribute, DynamicInt8Linear(linear, levels))
-    model.quantization = scheme
-    return model.eval()
+    return convert_encoder_linears(model, lambda linear: DynamicInt8Linear(linear, levels), f"quantize {scheme}")
 
 
-def refuse_if_quantized(model: nn.Module) -> None:
-    """Raise where a quantized model would be saved: no checkpoint format here holds its int8 weights."""
-    scheme = getattr(model, "quantization", None)
-    if scheme is not None:
+def refuse_if_converted(model: nn.Module) -> None:
+    """Raise where a model converted for inference (quantize, prepack) would be saved: its linear
+    layers hold weights in a form that no Hugging Face checkpoint has a place for."""
+    conversion = getattr(model, "inference_conversion", None)
+    if conversion is not None:
         raise ValueError(
-            f"this model was quantized ({scheme}) for inference and cannot be saved as a Hugging Face "
-            "checkpoint: transformers would read its int8 weights as something else. Save the float "
-            "model before quantize(), and quantize again after loading it."
+            f"this model was converted for inference ({conversion}) and cannot be saved as a Hugging Face "
+            "checkpoint: its linear layers no longer hold float weights that transformers could read. Save "
+            "the float model before converting it, and convert again after loading."
         )

@@ -66,7 +66,7 @@ def tiny_model(tiny_checkpoints):
 def test_quantize_replaces_the_encoder_linear_layers_only(tiny_model, tiny_checkpoints):
     reference = minibert.BertModel.from_pretrained(tiny_checkpoints["tiny"])
     model = minibert.quantize(tiny_model, "int8")
-    assert model is tiny_model and model.quantization == "int8" and not model.training
+    assert model is tiny_model and model.inference_conversion == "quantize int8" and not model.training
     layers = TINY_CONFIGS["tiny"]["num_hidden_layers"]
     assert sum(isinstance(module, DynamicInt8Linear) for module in model.modules()) == 6 * layers
     assert not any(isinstance(module, torch.nn.Linear) for module in model.encoder.modules())
@@ -93,7 +93,7 @@ def test_quantize_works_on_a_task_head(tiny_checkpoints):
 def test_quantize_refuses_what_it_cannot_do(tiny_model, tiny_checkpoints):
     with pytest.raises(ValueError, match="unknown quantization scheme 'int4'"):
         minibert.quantize(tiny_model, "int4")
-    with pytest.raises(TypeError, match="needs a minibert model with an encoder"):
+    with pytest.raises(TypeError, match="quantize int8 needs a minibert model with an encoder"):
         minibert.quantize(torch.nn.Linear(2, 2))
     bf16 = minibert.BertModel.from_pretrained(tiny_checkpoints["tiny"], dtype=torch.bfloat16)
     with pytest.raises(ValueError, match="float32 model on CPU"):
@@ -105,7 +105,7 @@ def test_quantize_refuses_what_it_cannot_do(tiny_model, tiny_checkpoints):
 def test_save_pretrained_of_a_quantized_model_is_refused(tiny_model, tmp_path):
     minibert.quantize(tiny_model)
     target = tmp_path / "saved"
-    with pytest.raises(ValueError, match="quantized .int8. .* cannot be saved"):
+    with pytest.raises(ValueError, match="converted for inference .quantize int8. and cannot be saved"):
         tiny_model.save_pretrained(target)
     assert not target.exists()  # nothing written that transformers could misread
 

@@ -1,0 +1,55 @@
+"""Opt-in faster small batches on CPU: the encoder's linear layers with weights prepacked for oneDNN.
+
+At one sentence, each of the encoder's linear layers multiplies a few rows by a large weight, and
+the time goes into streaming that weight through the matrix-multiply kernel. ``prepack(model)``
+reorders every encoder weight once into oneDNN's blocked layout, the one its kernel reads
+straight through (ONNX Runtime prepacks its weights the same way, at load time), and runs the
+layers with oneDNN's linear (``torch.ops.mkldnn._linear_pointwise``, what torch.compile's
+weight freezing uses on x86). Still float32; the sums are ordered differently, so the outputs match
+the eager path to about 1e-6 relative, not bit for bit.
+
+Measured on bert-base's shape, 2-core AMD EPYC (AVX2), 2 threads: 1x16 68 -> 44 ms (ONNX Runtime
+optimized: 36 ms), 1x128 222 -> 210 ms, 1x512 no gain: it pays at few tokens, where the weights
+dominate. The packed weight replaces the float one, so the weights still exist once; the model is
+for inference only, and save_pretrained refuses it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .quantize import convert_encoder_linears
+
+# oneDNN picks the blocked layout for an expected number of rows; at 16 and at 128 it is the same
+# speed on the shapes measured (1 row is 25% slower at 16 tokens).
+TOKENS_HINT = 128
+
+
+class PrepackedLinear(nn.Module):
+    """An nn.Linear's inference with its weight in oneDNN's layout. (..., in) -> (..., out), float32."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        # Not a buffer: an opaque oneDNN tensor that state_dict, .to() and save cannot handle.
+        self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), TOKENS_HINT)
+        bias = None if linear.bias is None else linear.bias.detach()
+        self.register_buffer("bias", bias, persistent=False)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if hidden.dtype != torch.float32 or hidden.device.type != "cpu":
+            raise TypeError(f"a prepacked layer takes float32 inputs on the CPU, got {hidden.dtype} on {hidden.device}")
+        return torch.ops.mkldnn._linear_pointwise(hidden, self.packed_weight, self.bias, "none", [], "")
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, oneDNN layout"
+
+
+def prepack(model: nn.Module) -> nn.Module:
+    """Prepack ``model``'s encoder linear layers in place for CPU inference (float32), and return it.
+
+    Faster at small batches (see the module docstring); the model is put in eval mode and can no
+    longer be trained or saved.
+    """
+    return convert_encoder_linears(model, PrepackedLinear, "prepack")

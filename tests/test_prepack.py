@@ -1,0 +1,49 @@
+"""minibert.prepack(model): oneDNN-prepacked float32 linear layers, held against the eager path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import minibert
+from conftest import assert_close
+from minibert.prepack import PrepackedLinear
+
+
+def test_prepacked_linear_matches_nn_linear():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(96, 40)
+    layer = PrepackedLinear(linear)
+    with torch.inference_mode():
+        for shape in [(1, 7, 96), (3, 96), (2, 200, 96)]:  # token counts below, at and above the packing hint
+            hidden = torch.randn(*shape)
+            # Another kernel sums in another order: float32 rounding, nothing more.
+            assert_close(layer(hidden), linear(hidden), rtol=1e-5, atol=1e-5, what=f"prepacked linear {shape}")
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["full", "padded"])
+def test_prepacked_model_matches_eager(tiny_checkpoints, padded):
+    """The whole model, dense (batch, seq, hidden) and unpadded (tokens, hidden) inputs alike."""
+    reference = minibert.BertModel.from_pretrained(tiny_checkpoints["odd-heads"])
+    model = minibert.prepack(minibert.BertModel.from_pretrained(tiny_checkpoints["odd-heads"]))
+    assert model.inference_conversion == "prepack" and not model.training
+    assert sum(isinstance(module, PrepackedLinear) for module in model.modules()) == 6 * 3
+    assert not any(isinstance(module, torch.nn.Linear) for module in model.encoder.modules())
+    generator = torch.Generator().manual_seed(1)
+    batch = {"input_ids": torch.randint(1, 200, (3, 11), generator=generator)}
+    if padded:
+        batch["attention_mask"] = (torch.arange(11)[None] < torch.tensor([11, 6, 2])[:, None]).long()
+    with torch.inference_mode():
+        actual, expected = model(**batch), reference(**batch)
+    # Three layers of float32 rounding in another summation order.
+    assert_close(actual.last_hidden_state, expected.last_hidden_state, rtol=1e-5, atol=1e-5, what="last_hidden_state")
+    assert_close(actual.pooler_output, expected.pooler_output, rtol=1e-5, atol=1e-5, what="pooler_output")
+
+
+def test_prepacked_model_is_not_saved(tiny_checkpoints, tmp_path):
+    model = minibert.prepack(minibert.BertModel.from_pretrained(tiny_checkpoints["tiny"]))
+    with pytest.raises(ValueError, match="converted for inference .prepack. and cannot be saved"):
+        model.save_pretrained(tmp_path / "saved")
+    assert not (tmp_path / "saved").exists()
+    with pytest.raises(TypeError, match="float32 inputs on the CPU, got torch.float64"):
+        model.encoder.layers[0].attention.query(torch.ones(2, 32, dtype=torch.float64))
