@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .config import BertConfig
-from .model import BertModel
+from .model import BertModel, parse_dtype
 from .tokenizer import BertTokenizer
 
 DEFAULT_MODEL = "bert-base-cased"
@@ -148,7 +148,7 @@ def inspect_command(args: argparse.Namespace) -> int:
 def parity_command(args: argparse.Namespace) -> int:
     """Per stage, minibert against transformers (exit 1 when a tolerance is exceeded)."""
     from .config import BertConfig as Config
-    from .parity import make_batches, parse_dtype, run_parity
+    from .parity import make_batches, run_parity
     from .parity_report import first_exceeded, format_tables, tables_to_json, write_json
 
     texts = list(args.texts)
@@ -195,8 +195,6 @@ def device_name(text: str) -> str:
 
 
 def dtype_name(text: str) -> torch.dtype:
-    from .parity import parse_dtype
-
     try:
         return parse_dtype(text)
     except ValueError as error:

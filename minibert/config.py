@@ -220,8 +220,11 @@ class BertConfig:
         """Write ``directory/config.json`` atomically; returns its path."""
         from .atomic import save_files
 
-        content = self.to_json_string().encode("utf-8")
-        return save_files(directory, {CONFIG_NAME: lambda path: path.write_bytes(content)}) / CONFIG_NAME
+        return save_files(directory, {CONFIG_NAME: self.write_json}) / CONFIG_NAME
+
+    def write_json(self, path: Path) -> None:
+        """Write this config as JSON to ``path`` (no staging: atomic.save_files decides where and when)."""
+        path.write_bytes(self.to_json_string().encode("utf-8"))
 
     def __repr__(self) -> str:
         return f"BertConfig {self.to_json_string()}"

@@ -21,12 +21,14 @@ from .config import BertConfig
 @dataclass
 class CheckedInputs:
     """What check_inputs learned: the batch's shape and device and, given a mask, each row's number
-    of real tokens (``lengths``) and whether every row's first position is a real token."""
+    of real tokens (``lengths`` on the host, ``row_lengths`` the same on the device) and whether every
+    row's first position is a real token."""
 
     batch: int
     seq: int
     device: torch.device
     lengths: list[int] | None = None
+    row_lengths: torch.Tensor | None = None
     first_positions_real: bool = True
 
     @property
@@ -114,7 +116,8 @@ def _check_values(config: BertConfig, input_ids: torch.Tensor | None, attention_
     if attention_mask is not None:
         valid = ((attention_mask == 0) | (attention_mask == 1)).all()
         parts.append(torch.stack([valid, attention_mask[:, 0].bool().all()]).to(device=device, dtype=torch.long))
-        parts.append(attention_mask.to(device=device, dtype=torch.long).sum(dim=1))  # (batch,) lengths
+        row_lengths = attention_mask.to(device=device, dtype=torch.long).sum(dim=1)  # (batch,)
+        parts.append(row_lengths)
     if not parts:
         return CheckedInputs(batch, seq, device)
     values = torch.cat(parts).tolist()  # the one host sync
@@ -128,4 +131,4 @@ def _check_values(config: BertConfig, input_ids: torch.Tensor | None, attention_
     valid, first_real, *lengths = values[2 * len(ranges):]
     if not valid:
         raise ValueError("attention_mask must hold only 1 (token) and 0 (padding)")
-    return CheckedInputs(batch, seq, device, lengths, bool(first_real))
+    return CheckedInputs(batch, seq, device, lengths, row_lengths, bool(first_real))

@@ -194,21 +194,29 @@ class PreTrainedBert(nn.Module):
         """
         refuse_if_converted(self)
         config = dataclasses.replace(self.config, architectures=[type(self).__name__])
-        config_json = config.to_json_string().encode("utf-8")
         # config.json goes in last: the weights never meet a config they were not saved with.
-        writers = {SAFE_WEIGHTS: weights_writer(self, self.checkpoint_base_prefix),
-                   CONFIG_NAME: lambda path: path.write_bytes(config_json)}
+        writers = {SAFE_WEIGHTS: weights_writer(self, self.checkpoint_base_prefix), CONFIG_NAME: config.write_json}
         return save_files(directory, writers, completing=CONFIG_NAME)
+
+
+# Short names as the command line and benchmarks write them; torch's own names work too.
+DTYPE_NAMES = {"fp64": torch.float64, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    """'fp32', 'bf16', 'fp16', 'fp64', or a torch name of a floating dtype ('float32', 'torch.bfloat16')."""
+    key = str(name).strip().lower().removeprefix("torch.")
+    resolved = DTYPE_NAMES.get(key, getattr(torch, key, None))
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+        raise ValueError(f"unknown dtype {name!r}; use fp32, bf16, fp16, fp64 or a torch dtype such as torch.float32")
+    return resolved
 
 
 def _resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str | None:
     """A torch.dtype, "auto" (the checkpoint's own) or None (float32)."""
     if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
         return dtype
-    resolved = getattr(torch, str(dtype).removeprefix("torch."), None)
-    if not isinstance(resolved, torch.dtype):
-        raise ValueError(f"unknown dtype {dtype!r}; use e.g. torch.float32, torch.bfloat16 or 'auto'")
-    return resolved
+    return parse_dtype(dtype)
 
 
 class Pooler(nn.Module):
@@ -272,7 +280,7 @@ class BertModel(PreTrainedBert):
         if (checked.has_padding and not pooler_reads_padding and self.config.attn_implementation == "sdpa"
                 and not output_attentions):
             # Skip the padding instead of computing it: from here on, the real tokens only.
-            packing = PackedSequences.from_lengths(attention_mask, checked.lengths)
+            packing = PackedSequences.from_lengths(attention_mask, checked.lengths, checked.row_lengths)
             input_ids, token_type_ids, position_ids, inputs_embeds = (
                 None if tensor is None else packing.pack(tensor)  # (total_tokens, ...)
                 for tensor in (input_ids, token_type_ids, position_ids, inputs_embeds)

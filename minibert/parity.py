@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from .config import CONFIG_NAME
+from .model import DTYPE_NAMES
 from .weights import resolve_file
 
 # The seed notebook's three sentences, then a padded batch of longer ones.
@@ -61,20 +62,8 @@ TOLERANCES: dict[tuple[str, torch.dtype], Tolerance] = {
 DTYPE_ERROR_RATIO = 2.0
 DTYPE_ERROR_ULPS = 4
 
-DTYPE_NAMES = {"fp64": torch.float64, "float64": torch.float64, "fp32": torch.float32, "float32": torch.float32,
-               "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
-
-
-def parse_dtype(name: str) -> torch.dtype:
-    """'fp32', 'bf16', 'fp16', 'fp64' or the torch spellings ('float32', ...) -> torch.dtype."""
-    key = name.strip().lower().removeprefix("torch.")
-    if key not in DTYPE_NAMES:
-        raise ValueError(f"unknown dtype {name!r}; use fp32, bf16, fp16 or fp64")
-    return DTYPE_NAMES[key]
-
-
 def short_name(dtype: torch.dtype) -> str:
-    return {torch.float64: "fp64", torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    return next(name for name, known in DTYPE_NAMES.items() if known == dtype)
 
 
 @dataclass

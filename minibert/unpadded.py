@@ -47,9 +47,11 @@ class PackedSequences:
     kernel: str | None = field(default=None, compare=False)  # set by the first layer's attention
 
     @classmethod
-    def from_lengths(cls, attention_mask: torch.Tensor, lengths: list[int]) -> PackedSequences:
+    def from_lengths(cls, attention_mask: torch.Tensor, lengths: list[int],
+                     row_lengths: torch.Tensor | None = None) -> PackedSequences:
         """attention_mask (batch, seq): 1 for tokens, 0 for padding (anywhere, not only at the end);
-        lengths: its row sums, already on the host (inputs.check_inputs reads them with the other checks).
+        lengths: its row sums, already on the host (inputs.check_inputs reads them with the other checks);
+        row_lengths: the same sums on the device, (batch,) long, if the caller has them.
 
         The device tensors are computed on the device and the Python values from ``lengths``: copying
         a list to a GPU waits for the GPU as surely as reading from it does.
@@ -57,7 +59,8 @@ class PackedSequences:
         batch, seq = attention_mask.shape
         device = attention_mask.device
         keep = attention_mask.to(torch.bool)  # (batch, seq)
-        row_lengths = keep.sum(dim=1)  # (batch,)
+        if row_lengths is None:
+            row_lengths = keep.sum(dim=1)  # (batch,)
         # Sorted by length (stable: equal lengths keep batch order), so each group is contiguous.
         order = torch.sort(row_lengths, stable=True).indices  # (batch,)
         rank = torch.argsort(order)  # (batch,): each row's place in that order
@@ -75,7 +78,8 @@ class PackedSequences:
     @classmethod
     def from_mask(cls, attention_mask: torch.Tensor) -> PackedSequences:
         """As from_lengths, reading the lengths from the mask (one host sync)."""
-        return cls.from_lengths(attention_mask, attention_mask.to(torch.long).sum(dim=1).tolist())
+        row_lengths = attention_mask.to(torch.long).sum(dim=1)  # (batch,)
+        return cls.from_lengths(attention_mask, row_lengths.tolist(), row_lengths)
 
     @property
     def total_tokens(self) -> int:

@@ -134,7 +134,7 @@ def test_paths_taken(tiny_checkpoints, monkeypatch):
     calls = []
     original = PackedSequences.from_lengths.__func__
     monkeypatch.setattr(PackedSequences, "from_lengths",
-                        classmethod(lambda cls, mask, lengths: calls.append(lengths) or original(cls, mask, lengths)))
+                        classmethod(lambda cls, mask, lengths, *rest: calls.append(lengths) or original(cls, mask, lengths, *rest)))
     inputs = batch_for(masks()["right"], TINY_CONFIGS["tiny"]["vocab_size"], seed=16)
     sdpa = BertModel.from_pretrained(tiny_checkpoints["tiny"])
     eager = BertModel.from_pretrained(tiny_checkpoints["tiny"], attn_implementation="eager")
