@@ -73,6 +73,15 @@ class SelfAttention(nn.Module):
         # The kernels below apply it themselves (fused into SDPA, or after softmax in eager).
         self.probs_dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.implementation = config.attn_implementation
+        # None here. minibert.quantize sets one layer that computes W^Q x, W^K x and W^V x in one
+        # multiply (one (hidden, 3 * hidden) weight) and drops the three above; see project().
+        self.query_key_value: nn.Module | None = None
+
+    def project(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """hidden (..., hidden) -> queries, keys and values, each (..., hidden): W^Q x, W^K x, W^V x."""
+        if self.query_key_value is not None:  # converted for inference: one fused layer, one input to prepare
+            return self.query_key_value(hidden).chunk(3, dim=-1)  # 3 x (..., hidden), views
+        return self.query(hidden), self.key(hidden), self.value(hidden)
 
     def split_heads(self, projected: torch.Tensor) -> torch.Tensor:
         batch, seq, _ = projected.shape
@@ -89,9 +98,10 @@ class SelfAttention(nn.Module):
         if packing is not None:
             return self.forward_packed(hidden, packing), None
         batch, seq, hidden_size = hidden.shape
-        query = self.split_heads(self.query(hidden))  # (batch, heads, seq, head_dim)
-        key = self.split_heads(self.key(hidden))  # (batch, heads, seq, head_dim)
-        value = self.split_heads(self.value(hidden))  # (batch, heads, seq, head_dim)
+        queries, keys, values = self.project(hidden)  # (batch, seq, hidden) each
+        query = self.split_heads(queries)  # (batch, heads, seq, head_dim)
+        key = self.split_heads(keys)  # (batch, heads, seq, head_dim)
+        value = self.split_heads(values)  # (batch, heads, seq, head_dim)
         dropout = self.probs_dropout.p if self.probs_dropout.training else 0.0
         probs = None
         if self.implementation == "eager" or return_probs:
@@ -106,9 +116,10 @@ class SelfAttention(nn.Module):
     def forward_packed(self, hidden: torch.Tensor, packing: PackedSequences) -> torch.Tensor:
         """hidden (total_tokens, hidden), the real tokens in packed order -> (total_tokens, hidden)."""
         total_tokens, hidden_size = hidden.shape
-        query = self.query(hidden).view(total_tokens, self.num_heads, self.head_size)  # (total, heads, head_dim)
-        key = self.key(hidden).view(total_tokens, self.num_heads, self.head_size)  # (total, heads, head_dim)
-        value = self.value(hidden).view(total_tokens, self.num_heads, self.head_size)  # (total, heads, head_dim)
+        queries, keys, values = self.project(hidden)  # (total, hidden) each
+        query = queries.view(total_tokens, self.num_heads, self.head_size)  # (total, heads, head_dim)
+        key = keys.view(total_tokens, self.num_heads, self.head_size)  # (total, heads, head_dim)
+        value = values.view(total_tokens, self.num_heads, self.head_size)  # (total, heads, head_dim)
         dropout = self.probs_dropout.p if self.probs_dropout.training else 0.0
         context = packing.attention(query, key, value, dropout)  # (total, heads, head_dim)
         return self.output(context.reshape(total_tokens, hidden_size))  # (total, hidden)

@@ -52,4 +52,4 @@ def prepack(model: nn.Module) -> nn.Module:
     Faster at small batches (see the module docstring); the model is put in eval mode and can no
     longer be trained or saved.
     """
-    return convert_encoder_linears(model, PrepackedLinear, "prepack")
+    return convert_encoder_linears(model, lambda linear, name: PrepackedLinear(linear), "prepack")

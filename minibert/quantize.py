@@ -1,15 +1,16 @@
 """Opt-in int8 inference on CPU: dynamic quantization of the encoder's linear layers.
 
-``quantize(model, "int8")`` replaces every nn.Linear in the encoder by a DynamicInt8Linear:
+``quantize(model, "int8")`` replaces every nn.Linear in the encoder by a DynamicInt8Linear
+(each attention's query, key and value by one, which quantizes their shared input once):
   - its weight is rounded once to int8, one scale per output channel (symmetric), and prepacked
     into oneDNN's blocked layout; the float weight is dropped, so the encoder's weights take a quarter
     of the memory;
-  - each call quantizes its input to uint8 with one scale and zero point per token, computed from
-    that token's own min and max ("dynamic": no calibration data), multiplies in integers, and
-    rescales the sums back to float32 (bias added in float). Per token, not per tensor: BERT's
-    hidden states have a few outlier features, and one scale for the whole batch would spend the
-    256 levels of every token on the largest outlier anywhere in it (MiniLM's sentence embeddings:
-    lowest cosine 0.990 per tensor, 0.996 per token).
+  - each call quantizes its input to uint8 with one scale per token, computed from that token's own
+    min and max ("dynamic": no calibration data), multiplies in integers, and rescales the sums back
+    to float32 (bias added in float). Per token, not per tensor: BERT's hidden states have a few
+    outlier features, and one scale for the whole batch would spend the 256 levels of every token
+    on the largest outlier anywhere in it (MiniLM's sentence embeddings: lowest cosine 0.990 per
+    tensor, 0.994 per token). The zero point is one per call (see quantize_tokens).
 The embeddings, LayerNorms, attention (softmax over float scores), the pooler and task heads stay in
 float32. The kernel is oneDNN's quantized linear as PyTorch ships it (``torch.ops.onednn``, the op
 that torch.compile's x86 int8 lowering targets). Why not torchao or torch.ao: see the README.
@@ -22,6 +23,7 @@ rounding off as the original model).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -52,6 +54,30 @@ def int8_weight_levels(flags: set[str] | None = None) -> int:
     return 127 if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else 63
 
 
+def quantize_tokens(hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Round each token (last dimension) of float32 ``hidden`` to uint8 codes with a scale of its own.
+
+    Returns codes (..., in) uint8, scale (..., 1) float32 and the zero point, a () int64 tensor
+    shared by all tokens: value = scale * (code - zero_point), and 0 is a code exactly.
+    Why one zero point: the kernel subtracts a single zero point itself, where a zero point per
+    token would cost a pass over the output to undo. It sits where the tokens' ranges [min, max]
+    (widened to include 0) put zero on average: mid-range for LayerNorm's outputs, near the bottom
+    for GELU's (>= -0.17). Each token's scale then stretches its range over the codes on either
+    side of it, so every token keeps most of the 256 levels.
+    Codes round half up: a positive value plus 0.5, truncated by the conversion. By construction
+    the values land in [-0.5, 255.5) before truncation, so no clamp is needed.
+    """
+    high = hidden.amax(dim=-1, keepdim=True).clamp_(min=0)  # (..., 1)
+    low = hidden.amin(dim=-1, keepdim=True).clamp_(max=0).neg_()  # (..., 1), the depth below zero
+    share_below = (low / (high + low).clamp_(min=1e-30)).mean()  # (), 0..1
+    zero_point = share_below.mul_(255).round_().clamp_(1, 254)  # ()
+    scale = torch.maximum(low / zero_point, high / (255 - zero_point)).clamp_(min=1e-30)  # (..., 1)
+    # Times the reciprocal: a multiply is a third of a divide's time, and the codes differ by one at
+    # most, at a tie. One pass to float, one to uint8.
+    codes = torch.addcmul(zero_point + 0.5, hidden, scale.reciprocal()).to(torch.uint8)  # (..., in)
+    return codes, scale, zero_point.long()
+
+
 class DynamicInt8Linear(nn.Module):
     """An nn.Linear's inference with an int8 weight and a per-call uint8 input. (..., in) -> (..., out)."""
 
@@ -69,44 +95,50 @@ class DynamicInt8Linear(nn.Module):
         # oneDNN's, meaningful to nothing else (and save_pretrained refuses quantized models anyway).
         self.packed_weight = torch.ops.onednn.qlinear_prepack(weight_int8.to(torch.int8), None)
         self.register_buffer("one", torch.tensor(1.0), persistent=False)
-        self.register_buffer("zero", torch.tensor(0), persistent=False)
         self.register_buffer("weight_scale", weight_scale, persistent=False)
         self.register_buffer("weight_zero_point", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
-        # sum_k W[j, k] of the rounded weight: undoes the input's zero point (see forward).
-        self.register_buffer("weight_sum", weight_scale * weight_int8.sum(dim=1), persistent=False)  # (out,)
         bias = torch.zeros(self.out_features) if linear.bias is None else linear.bias.detach().float()
         self.register_buffer("bias", bias, persistent=False)  # (out,)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         if hidden.dtype != torch.float32 or hidden.device.type != "cpu":
             raise TypeError(f"an int8 layer takes float32 inputs on the CPU, got {hidden.dtype} on {hidden.device}")
-        # Each token's range, widened to include 0 so that zero is represented exactly.
-        # Steps in place where a fresh tensor is not needed: at 8x128 each pass over the activations
-        # costs a few % of the layer. (amin and amax, not aminmax: on this CPU aminmax over the last
-        # dimension is 4x slower than the two.)
-        low = hidden.amin(dim=-1, keepdim=True).clamp_(max=0)  # (..., 1)
-        high = hidden.amax(dim=-1, keepdim=True).clamp_(min=0)  # (..., 1)
-        scale = (high - low).div_(255).clamp_(min=1e-12)  # (..., 1)
-        zero_point = low.div(scale).neg_().round_()  # (..., 1)
-        # Times the reciprocal rather than divided by the scale: a multiply is a third of the time.
-        quantized = hidden.mul(scale.reciprocal()).round_().add_(zero_point).clamp_(0, 255).to(torch.uint8)  # (..., in)
-        # The kernel takes one input scale for the whole tensor, so it gets 1 and 0, and the per-token
-        # scale and zero point are applied to its output: for token i and output j,
-        #   y[i, j] = scale[i] * sum_k q[i, k] W[j, k] + (bias[j] - scale[i] zero_point[i] sum_k W[j, k])
-        # with W the rounded weight times its channel scale (which the kernel applies itself).
+        codes, scale, zero_point = quantize_tokens(hidden)
+        # The kernel takes one input scale for the whole tensor, so it gets 1, and the per-token scale
+        # is applied to its output: for token i and output j, with W the rounded weight times its
+        # channel scale (which the kernel applies itself) and z the zero point (subtracted by the kernel),
+        #   y[i, j] = scale[i] * sum_k (q[i, k] - z) W[j, k] + bias[j]
         products = torch.ops.onednn.qlinear_pointwise.tensor(
-            quantized, self.one, self.zero, self.packed_weight, self.weight_scale, self.weight_zero_point, None,
-            1.0, 0, torch.float32, "none", [], "",
-        )  # (..., out): sum_k q[i, k] W[j, k]
-        return products.mul_(scale).add_(self.bias).addcmul_(scale * zero_point, self.weight_sum, value=-1)
+            codes, self.one, zero_point, self.packed_weight, self.weight_scale, self.weight_zero_point,
+            None, 1.0, 0, torch.float32, "none", [], "",
+        )  # (..., out): sum_k (q[i, k] - z) W[j, k]
+        return torch.addcmul(self.bias, products, scale, out=products)  # in place: (..., out)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, weight levels ±{self.weight_levels}"
 
 
-def convert_encoder_linears(model: nn.Module, make_layer, conversion: str) -> nn.Module:
-    """Replace every nn.Linear in ``model``'s encoder by ``make_layer(linear)``, in place, for CPU
-    inference; mark the model with ``conversion`` (which save_pretrained refuses) and put it in eval mode."""
+def fuse_linears(linears: list[nn.Linear]) -> nn.Linear:
+    """One nn.Linear whose outputs are those of ``linears`` side by side (same input size)."""
+    fused = nn.Linear(linears[0].in_features, sum(linear.out_features for linear in linears),
+                      bias=all(linear.bias is not None for linear in linears), device="meta")
+    fused.weight = nn.Parameter(torch.cat([linear.weight.detach() for linear in linears]), requires_grad=False)  # (out, in)
+    if fused.bias is not None:
+        fused.bias = nn.Parameter(torch.cat([linear.bias.detach() for linear in linears]), requires_grad=False)  # (out,)
+    return fused
+
+
+def convert_encoder_linears(model: nn.Module, make_layer: Callable[[nn.Linear, str], nn.Module],
+                            conversion: str) -> nn.Module:
+    """Replace every nn.Linear in ``model``'s encoder by ``make_layer(linear, name)``, in place, for CPU
+    inference; mark the model with ``conversion`` (which save_pretrained refuses) and put it in eval mode.
+
+    Each attention's query, key and value layers become one, ``query_key_value``: they read the same
+    input, which a converted layer prepares once (quantizes, say) instead of three times, and one
+    wide multiply runs faster than three narrow ones. The three are dropped: weights exist once.
+    """
+    from .attention import SelfAttention  # here: attention imports nothing of this module, but model does
+
     encoder = getattr(model, "encoder", None) or getattr(getattr(model, "bert", None), "encoder", None)
     if encoder is None:
         raise TypeError(f"{conversion} needs a minibert model with an encoder, got {type(model).__name__}")
@@ -115,10 +147,15 @@ def convert_encoder_linears(model: nn.Module, make_layer, conversion: str) -> nn
     parameter = next(model.parameters())
     if parameter.device.type != "cpu" or parameter.dtype != torch.float32:
         raise ValueError(f"{conversion} needs a float32 model on CPU, got {parameter.dtype} on {parameter.device}")
+    for name, attention in encoder.named_modules():
+        if isinstance(attention, SelfAttention) and attention.query_key_value is None:
+            fused = fuse_linears([attention.query, attention.key, attention.value])
+            attention.query_key_value = make_layer(fused, f"{name}.query_key_value")
+            del attention.query, attention.key, attention.value
     linears = [(name, module) for name, module in encoder.named_modules() if isinstance(module, nn.Linear)]
     for name, linear in linears:
         owner_name, _, attribute = name.rpartition(".")
-        setattr(encoder.get_submodule(owner_name), attribute, make_layer(linear))
+        setattr(encoder.get_submodule(owner_name), attribute, make_layer(linear, name))
     model.inference_conversion = conversion
     return model.eval()
 
@@ -132,7 +169,7 @@ def quantize(model: nn.Module, scheme: str = "int8") -> nn.Module:
     if scheme not in SCHEMES:
         raise ValueError(f"unknown quantization scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
     levels = int8_weight_levels()
-    return convert_encoder_linears(model, lambda linear: DynamicInt8Linear(linear, levels), f"quantize {scheme}")
+    return convert_encoder_linears(model, lambda linear, name: DynamicInt8Linear(linear, levels), f"quantize {scheme}")
 
 
 def refuse_if_converted(model: nn.Module) -> None:

@@ -27,7 +27,7 @@ def test_prepacked_model_matches_eager(tiny_checkpoints, padded):
     reference = minibert.BertModel.from_pretrained(tiny_checkpoints["odd-heads"])
     model = minibert.prepack(minibert.BertModel.from_pretrained(tiny_checkpoints["odd-heads"]))
     assert model.inference_conversion == "prepack" and not model.training
-    assert sum(isinstance(module, PrepackedLinear) for module in model.modules()) == 6 * 3
+    assert sum(isinstance(module, PrepackedLinear) for module in model.modules()) == 4 * 3  # query/key/value fused
     assert not any(isinstance(module, torch.nn.Linear) for module in model.encoder.modules())
     generator = torch.Generator().manual_seed(1)
     batch = {"input_ids": torch.randint(1, 200, (3, 11), generator=generator)}
@@ -46,4 +46,4 @@ def test_prepacked_model_is_not_saved(tiny_checkpoints, tmp_path):
         model.save_pretrained(tmp_path / "saved")
     assert not (tmp_path / "saved").exists()
     with pytest.raises(TypeError, match="float32 inputs on the CPU, got torch.float64"):
-        model.encoder.layers[0].attention.query(torch.ones(2, 32, dtype=torch.float64))
+        model.encoder.layers[0].attention.query_key_value(torch.ones(2, 32, dtype=torch.float64))

@@ -16,24 +16,24 @@ DynamicInt8Linear = quantize_module.DynamicInt8Linear
 
 
 def integer_reference(layer: DynamicInt8Linear, linear: torch.nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
-    """The same rounding as DynamicInt8Linear, multiplied out in float64 (exact for these sizes)."""
+    """The layer's sum over its own uint8 codes, multiplied out in float64 (exact for these sizes)."""
     weight = linear.weight.double()
     scale_w = weight.abs().amax(dim=1) / layer.weight_levels
     weight_q = torch.round(weight / scale_w[:, None]).clamp(-layer.weight_levels, layer.weight_levels)
-    low, high = hidden.double().aminmax(dim=-1, keepdim=True)
-    scale_x = (high.clamp(min=0) - low.clamp(max=0)) / 255
-    zero_point = torch.round(-low.clamp(max=0) / scale_x)
-    hidden_q = (torch.round(hidden.double() / scale_x) + zero_point).clamp(0, 255)
-    return ((hidden_q - zero_point) * scale_x) @ (weight_q * scale_w[:, None]).T + linear.bias.double()
+    codes, scale_x, zero_point = quantize_module.quantize_tokens(hidden)
+    hidden_q = (codes.double() - zero_point.double()) * scale_x.double()  # (..., in)
+    return hidden_q @ (weight_q * scale_w[:, None]).T + linear.bias.double()
 
 
-@pytest.mark.parametrize("shift", [0.0, 3.0], ids=["centred", "all-positive"])
+@pytest.mark.parametrize("shift", [0.0, 3.0, -0.17], ids=["centred", "all-positive", "gelu-like"])
 def test_int8_linear_is_exact_integer_arithmetic(shift):
-    """Against the same rounding in float64. The all-positive input puts most uint8 codes near 255,
+    """Against the same codes in float64. The all-positive input puts most uint8 codes near 255,
     where 8-bit weights would overflow the int16 pair sums of an AVX2-only CPU (see int8_weight_levels)."""
     torch.manual_seed(0)
     linear = torch.nn.Linear(96, 40)
     hidden = torch.randn(3, 7, 96) + shift  # (batch, seq, in)
+    if shift < 0:
+        hidden = hidden.abs() * 2 + shift  # one-sided, as after GELU
     layer = DynamicInt8Linear(linear)
     with torch.inference_mode():
         actual = layer(hidden)  # (batch, seq, out)
@@ -41,6 +41,35 @@ def test_int8_linear_is_exact_integer_arithmetic(shift):
     # float32 rescaling of exact integer sums: 1e-5 relative to the output's size.
     expected = integer_reference(layer, linear, hidden)
     assert_close(actual.double(), expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item(), what="int8 linear")
+
+
+@pytest.mark.parametrize("kind", ["signed", "gelu-like", "zeros"])
+def test_token_codes_round_to_nearest(kind):
+    """The codes against rounding in float64: off by at most one at a tie (float32 products), within
+    0..255 with no clamp, zero a code exactly, every token using its range up to one end of the codes."""
+    torch.manual_seed(2)
+    hidden = torch.randn(100, 64) * torch.rand(100, 1) * 5  # (100, 64): tokens of different sizes
+    if kind == "gelu-like":
+        hidden = hidden.abs() - 0.17 * torch.rand(100, 64)
+    elif kind == "zeros":
+        hidden[7] = 0.0  # a token of zeros among the others
+    hidden[:, 5] = 0.0
+    codes, scale, zero_point = quantize_module.quantize_tokens(hidden)
+    assert codes.dtype == torch.uint8 and scale.shape == (100, 1) and zero_point.shape == ()
+    if kind == "gelu-like":
+        assert zero_point < 40  # near the bottom: most of the codes for the positive side
+    elif kind == "signed":
+        assert 100 < zero_point < 155
+    assert torch.equal(codes[:, 5], torch.full((100,), zero_point.item(), dtype=torch.uint8))  # 0 -> the zero point
+    exact = torch.floor(hidden.double() / scale.double() + zero_point.double() + 0.5)
+    assert exact.min() >= 0 and exact.max() <= 255  # in range without a clamp
+    difference = (codes.double() - exact).abs()
+    assert difference.max() <= 1 and (difference == 0).double().mean() > 0.999
+    error = ((codes.double() - zero_point.double()) * scale.double() - hidden.double()).abs() / scale.double()
+    assert error.max() <= 0.5 + 1e-4  # half a step at most
+    used = torch.maximum(codes.amax(dim=-1).int() - 255, -codes.amin(dim=-1).int()).abs()  # distance to an end
+    nonzero = hidden.abs().amax(dim=-1) > 0
+    assert used[nonzero].max() <= 1
 
 
 def test_int8_linear_is_close_to_float():
@@ -68,7 +97,11 @@ def test_quantize_replaces_the_encoder_linear_layers_only(tiny_model, tiny_check
     model = minibert.quantize(tiny_model, "int8")
     assert model is tiny_model and model.inference_conversion == "quantize int8" and not model.training
     layers = TINY_CONFIGS["tiny"]["num_hidden_layers"]
-    assert sum(isinstance(module, DynamicInt8Linear) for module in model.modules()) == 6 * layers
+    # Per layer: query, key and value fused into one, the attention output, and the feed-forward's two.
+    assert sum(isinstance(module, DynamicInt8Linear) for module in model.modules()) == 4 * layers
+    attention = model.encoder.layers[0].attention
+    assert attention.query_key_value.out_features == 3 * attention.output.out_features
+    assert not any(hasattr(attention, name) for name in ("query", "key", "value"))  # dropped, not kept beside
     assert not any(isinstance(module, torch.nn.Linear) for module in model.encoder.modules())
     assert isinstance(model.pooler.dense, torch.nn.Linear)
     # No float copy of a quantized weight stays behind.
@@ -85,7 +118,7 @@ def test_quantize_replaces_the_encoder_linear_layers_only(tiny_model, tiny_check
 def test_quantize_works_on_a_task_head(tiny_checkpoints):
     model = minibert.BertForSequenceClassification.from_pretrained(tiny_checkpoints["tiny"], num_labels=3)
     minibert.quantize(model)
-    assert isinstance(model.bert.encoder.layers[0].attention.query, DynamicInt8Linear)
+    assert isinstance(model.bert.encoder.layers[0].attention.query_key_value, DynamicInt8Linear)
     with torch.inference_mode():
         assert model(input_ids=torch.tensor([[2, 5, 3]])).logits.shape == (1, 3)
 
@@ -99,7 +132,7 @@ def test_quantize_refuses_what_it_cannot_do(tiny_model, tiny_checkpoints):
     with pytest.raises(ValueError, match="float32 model on CPU"):
         minibert.quantize(bf16)
     with pytest.raises(TypeError, match="float32 inputs on the CPU, got torch.bfloat16"):
-        minibert.quantize(tiny_model).encoder.layers[0].attention.query(torch.ones(2, 32, dtype=torch.bfloat16))
+        minibert.quantize(tiny_model).encoder.layers[0].attention.output(torch.ones(2, 32, dtype=torch.bfloat16))
 
 
 def test_save_pretrained_of_a_quantized_model_is_refused(tiny_model, tmp_path):
