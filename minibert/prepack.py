@@ -17,8 +17,11 @@ for inference only, and save_pretrained refuses it.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from .activations import ACTIVATIONS
+from .encoder import FeedForward
 from .quantize import convert_encoder_linears
 
 # oneDNN picks the blocked layout for an expected number of rows; at 16 and at 128 it is the same
@@ -27,11 +30,15 @@ TOKENS_HINT = 128
 
 
 class PrepackedLinear(nn.Module):
-    """An nn.Linear's inference with its weight in oneDNN's layout. (..., in) -> (..., out), float32."""
+    """An nn.Linear's inference with its weight in oneDNN's layout, optionally followed by exact GELU
+    in the same kernel. (..., in) -> (..., out), float32."""
 
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
+        # oneDNN applies erf GELU to each output as it is written: one pass over the (tokens,
+        # intermediate) activations fewer, as ONNX Runtime's fused BiasGelu saves.
+        self.post_op = "none"  # or "gelu", set by prepack()
         # Not a buffer: an opaque oneDNN tensor that state_dict, .to() and save cannot handle.
         self.packed_weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), TOKENS_HINT)
         bias = None if linear.bias is None else linear.bias.detach()
@@ -40,10 +47,12 @@ class PrepackedLinear(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         if hidden.dtype != torch.float32 or hidden.device.type != "cpu":
             raise TypeError(f"a prepacked layer takes float32 inputs on the CPU, got {hidden.dtype} on {hidden.device}")
-        return torch.ops.mkldnn._linear_pointwise(hidden, self.packed_weight, self.bias, "none", [], "")
+        # For GELU, algorithm "none" is the exact (erf) form, not the tanh approximation.
+        return torch.ops.mkldnn._linear_pointwise(hidden, self.packed_weight, self.bias, self.post_op, [], "none")
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, oneDNN layout"
+        fused = ", then GELU" if self.post_op == "gelu" else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, oneDNN layout{fused}"
 
 
 def prepack(model: nn.Module) -> nn.Module:
@@ -52,4 +61,9 @@ def prepack(model: nn.Module) -> nn.Module:
     Faster at small batches (see the module docstring); the model is put in eval mode and can no
     longer be trained or saved.
     """
-    return convert_encoder_linears(model, lambda linear, name: PrepackedLinear(linear), "prepack")
+    convert_encoder_linears(model, lambda linear, name: PrepackedLinear(linear), "prepack")
+    for feed_forward in model.modules():
+        if isinstance(feed_forward, FeedForward) and feed_forward.activation is F.gelu:  # config "gelu"
+            feed_forward.intermediate.post_op = "gelu"
+            feed_forward.activation = ACTIVATIONS["linear"]  # applied by the kernel now
+    return model

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import minibert
-from conftest import assert_close
+from conftest import TINY_CONFIGS, assert_close
 from minibert.prepack import PrepackedLinear
 
 
@@ -21,16 +21,41 @@ def test_prepacked_linear_matches_nn_linear():
             assert_close(layer(hidden), linear(hidden), rtol=1e-5, atol=1e-5, what=f"prepacked linear {shape}")
 
 
+def test_prepacked_linear_with_gelu_matches_linear_then_gelu():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 256)
+    layer = PrepackedLinear(linear)
+    layer.post_op = "gelu"
+    hidden = torch.randn(5, 64) * 3  # (tokens, in): well into GELU's curved part on both sides
+    with torch.inference_mode():
+        expected = torch.nn.functional.gelu(linear(hidden))  # exact (erf) GELU, as config "gelu" means
+        assert_close(layer(hidden), expected, rtol=1e-5, atol=1e-5, what="prepacked linear + GELU")
+        # and not the tanh approximation, which differs by more than that here
+        assert (torch.nn.functional.gelu(linear(hidden), approximate="tanh") - expected).abs().max() > 1e-4
+
+
+def test_prepack_fuses_gelu_only_where_the_config_says_gelu(tiny_checkpoints):
+    model = minibert.prepack(minibert.BertModel.from_pretrained(tiny_checkpoints["tiny"]))
+    feed_forward = model.encoder.layers[0].feed_forward
+    assert feed_forward.intermediate.post_op == "gelu" and feed_forward.output.post_op == "none"
+    other = minibert.BertModel.from_pretrained(tiny_checkpoints["tiny"], hidden_act="relu")
+    minibert.prepack(other)
+    assert other.encoder.layers[0].feed_forward.intermediate.post_op == "none"
+    assert other.encoder.layers[0].feed_forward.activation is torch.nn.functional.relu
+
+
+@pytest.mark.parametrize("name", ["odd-heads", "tiny"], ids=["gelu_new", "gelu-fused"])
 @pytest.mark.parametrize("padded", [False, True], ids=["full", "padded"])
-def test_prepacked_model_matches_eager(tiny_checkpoints, padded):
+def test_prepacked_model_matches_eager(tiny_checkpoints, padded, name):
     """The whole model, dense (batch, seq, hidden) and unpadded (tokens, hidden) inputs alike."""
-    reference = minibert.BertModel.from_pretrained(tiny_checkpoints["odd-heads"])
-    model = minibert.prepack(minibert.BertModel.from_pretrained(tiny_checkpoints["odd-heads"]))
+    reference = minibert.BertModel.from_pretrained(tiny_checkpoints[name])
+    model = minibert.prepack(minibert.BertModel.from_pretrained(tiny_checkpoints[name]))
     assert model.inference_conversion == "prepack" and not model.training
-    assert sum(isinstance(module, PrepackedLinear) for module in model.modules()) == 4 * 3  # query/key/value fused
+    layers = TINY_CONFIGS[name]["num_hidden_layers"]
+    assert sum(isinstance(module, PrepackedLinear) for module in model.modules()) == 4 * layers  # q/k/v fused
     assert not any(isinstance(module, torch.nn.Linear) for module in model.encoder.modules())
     generator = torch.Generator().manual_seed(1)
-    batch = {"input_ids": torch.randint(1, 200, (3, 11), generator=generator)}
+    batch = {"input_ids": torch.randint(1, TINY_CONFIGS[name]["vocab_size"], (3, 11), generator=generator)}
     if padded:
         batch["attention_mask"] = (torch.arange(11)[None] < torch.tensor([11, 6, 2])[:, None]).long()
     with torch.inference_mode():
