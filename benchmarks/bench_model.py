@@ -38,8 +38,10 @@ def linear_layers_call(model: torch.nn.Module, tokens: int, device: str):
     """Only the model's linear layers (Q, K, V, W^O, the feed-forward's two), on random inputs of
     ``tokens`` rows: what a forward would cost if everything else (attention, LayerNorm, GELU,
     residuals) were free. The bound on the roofline share for small batches."""
-    layers = [module for module in model.encoder.modules() if isinstance(module, torch.nn.Linear)]
-    dtype = layers[0].weight.dtype
+    from minibert.prepack import PrepackedLinear
+
+    layers = [module for module in model.encoder.modules() if isinstance(module, (torch.nn.Linear, PrepackedLinear))]
+    dtype = torch.float32 if isinstance(layers[0], PrepackedLinear) else layers[0].weight.dtype
     inputs = {width: torch.randn(tokens, width, device=device, dtype=dtype)
               for width in {layer.in_features for layer in layers}}  # (tokens, in_features)
 

@@ -145,6 +145,33 @@ def check_against_transformers(sessions: dict, reference: torch.nn.Module, confi
     return found
 
 
+def ort_linear_layers_call(model: torch.nn.Module, tokens: int):
+    """ONNX Runtime's MatMul + Add for the same linear layers as linear_layers_call, on random inputs of
+    ``tokens`` rows, in one session: ORT's GEMMs alone, to set beside minibert's."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    layers = [module for module in model.encoder.modules() if isinstance(module, torch.nn.Linear)]
+    widths = sorted({layer.in_features for layer in layers})
+    nodes, weights, outputs = [], [], []
+    for index, layer in enumerate(layers):
+        weights += [numpy_helper.from_array(layer.weight.detach().T.contiguous().numpy(), f"weight{index}"),
+                    numpy_helper.from_array(layer.bias.detach().numpy(), f"bias{index}")]
+        nodes += [helper.make_node("MatMul", [f"x{layer.in_features}", f"weight{index}"], [f"product{index}"]),
+                  helper.make_node("Add", [f"product{index}", f"bias{index}"], [f"y{index}"])]
+        outputs.append(helper.make_tensor_value_info(f"y{index}", TensorProto.FLOAT, [tokens, layer.out_features]))
+    graph = helper.make_graph(nodes, "linear_layers", [helper.make_tensor_value_info(f"x{width}", TensorProto.FLOAT,
+                                                                                     [tokens, width]) for width in widths],
+                              outputs, weights)
+    with tempfile.TemporaryDirectory(prefix="minibert-onnx-") as temporary:
+        path = Path(temporary) / "linear_layers.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path),
+                  save_as_external_data=True)  # over protobuf's 2 GB limit otherwise at bert-large
+        runner = session(path)
+    inputs = {f"x{width}": torch.randn(tokens, width).numpy() for width in widths}
+    return lambda: runner.run(None, inputs)
+
+
 def skipped(reason: str) -> list[dict]:
     return [{"section": "onnx", "name": "-", "note": reason}]
 
@@ -200,8 +227,10 @@ def onnx_rows(checkpoint: Path, config: dict, quick: bool) -> list[dict]:
             contenders["minibert_int8"] = torch_call(ours_int8)
         else:
             contenders["minibert_prepacked"] = torch_call(ours_prepacked)
-            # What minibert's GEMMs alone cost, as the default path runs them: the floor for any change outside them.
+            # What the GEMMs alone cost, as each runs them: the floor for any change outside them.
             contenders["minibert_linear_layers"] = linear_layers_call(ours, seq, "cpu")
+            contenders["minibert_prepacked_linear_layers"] = linear_layers_call(ours_prepacked, seq, "cpu")
+            contenders["ort_linear_layers"] = ort_linear_layers_call(ours, seq)
         log(f"  onnx {batch}x{seq} ...")
         timing = time_alternating(contenders, repeats=2 if quick else (5 if batch * seq >= 1024 else 11))
         row = {"section": "onnx", "name": f"{batch}x{seq}", "unit": "ms",
@@ -213,7 +242,8 @@ def onnx_rows(checkpoint: Path, config: dict, quick: bool) -> list[dict]:
             row["prepacked_speedup"] = timing.ratio("ort_optimized", "minibert_prepacked")
             check_goal(row, ">= 1.0x", row["prepacked_speedup"])
             row["note"] += (f"; minibert.prepack {row['minibert_prepacked']:.1f} ms = {row['prepacked_speedup']:.2f}x; "
-                            f"minibert's linear layers alone {row['minibert_linear_layers']:.1f} ms")
+                            f"linear layers alone: minibert {row['minibert_linear_layers']:.1f}, prepacked "
+                            f"{row['minibert_prepacked_linear_layers']:.1f}, ORT {row['ort_linear_layers']:.1f} ms")
         else:
             row["int8_speedup"] = timing.ratio("ort_int8", "minibert_int8")
             row["note"] += (f"; minibert int8 {row['minibert_int8']:.1f} ms = "

@@ -61,6 +61,9 @@ def test_quick_run_reports_every_row(quick_run):
                                                   "ort_int8"))
             assert "met" in row and (row["minibert_prepacked"] > 0 if row["name"].startswith("1x") else
                                      row["minibert_int8"] > 0)
+            if row["name"].startswith("1x"):  # the GEMMs alone, each library's own
+                assert all(row[name] > 0 for name in ("minibert_linear_layers", "minibert_prepacked_linear_layers",
+                                                      "ort_linear_layers"))
     precision = {row["name"]: row for row in rows if row["section"] == "precision"}
     assert set(precision) == {"1x32 bf16", "1x32 int8", "4x32 bf16", "4x32 int8"}
     assert all(row["minibert"] > 0 and row["fp32_ms"] > 0 and "avx" in row["cpu_flags"] for row in precision.values())
