@@ -17,12 +17,9 @@ for inference only, and save_pretrained refuses it.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .activations import ACTIVATIONS
-from .encoder import FeedForward
-from .quantize import convert_encoder_linears
+from .quantize import convert_encoder_linears, fuse_gelu
 
 # oneDNN picks the blocked layout for an expected number of rows; at 16 and at 128 it is the same
 # speed on the shapes measured (1 row is 25% slower at 16 tokens).
@@ -62,8 +59,4 @@ def prepack(model: nn.Module) -> nn.Module:
     longer be trained or saved.
     """
     convert_encoder_linears(model, lambda linear, name: PrepackedLinear(linear), "prepack")
-    for feed_forward in model.modules():
-        if isinstance(feed_forward, FeedForward) and feed_forward.activation is F.gelu:  # config "gelu"
-            feed_forward.intermediate.post_op = "gelu"
-            feed_forward.activation = ACTIVATIONS["linear"]  # applied by the kernel now
-    return model
+    return fuse_gelu(model)

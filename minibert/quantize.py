@@ -11,6 +11,10 @@
     outlier features, and one scale for the whole batch would spend the 256 levels of every token
     on the largest outlier anywhere in it (MiniLM's sentence embeddings: lowest cosine 0.990 per
     tensor, 0.994 per token). The zero point is one per call (see quantize_tokens).
+  - one exception: where the config says "gelu", the feed-forward's first layer takes one input
+    scale per call, so that the kernel itself can add the bias, rescale and apply GELU as it writes
+    (the per-token scales are applied after the kernel, which GELU would have to wait for). That
+    saves two passes over the widest activations; MiniLM's lowest cosine goes from 0.9935 to 0.992.
 The embeddings, LayerNorms, attention (softmax over float scores), the pooler and task heads stay in
 float32. The kernel is oneDNN's quantized linear as PyTorch ships it (``torch.ops.onednn``, the op
 that torch.compile's x86 int8 lowering targets). Why not torchao or torch.ao: see the README.
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 SCHEMES = ("int8",)
@@ -54,11 +59,12 @@ def int8_weight_levels(flags: set[str] | None = None) -> int:
     return 127 if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else 63
 
 
-def quantize_tokens(hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Round each token (last dimension) of float32 ``hidden`` to uint8 codes with a scale of its own.
+def quantize_tokens(hidden: torch.Tensor, per_token: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Round each token (last dimension) of float32 ``hidden`` to uint8 codes with a scale of its own
+    (or, with ``per_token=False``, the whole tensor with one scale).
 
-    Returns codes (..., in) uint8, scale (..., 1) float32 and the zero point, a () int64 tensor
-    shared by all tokens: value = scale * (code - zero_point), and 0 is a code exactly.
+    Returns codes (..., in) uint8, scale (..., 1) (or ()) float32 and the zero point, a () int64
+    tensor shared by all tokens: value = scale * (code - zero_point), and 0 is a code exactly.
     Why one zero point: the kernel subtracts a single zero point itself, where a zero point per
     token would cost a pass over the output to undo. It sits where the tokens' ranges [min, max]
     (widened to include 0) put zero on average: mid-range for LayerNorm's outputs, near the bottom
@@ -67,8 +73,9 @@ def quantize_tokens(hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     Codes round half up: a positive value plus 0.5, truncated by the conversion. By construction
     the values land in [-0.5, 255.5) before truncation, so no clamp is needed.
     """
-    high = hidden.amax(dim=-1, keepdim=True).clamp_(min=0)  # (..., 1)
-    low = hidden.amin(dim=-1, keepdim=True).clamp_(max=0).neg_()  # (..., 1), the depth below zero
+    reduced = {"dim": -1, "keepdim": True} if per_token else {}
+    high = hidden.amax(**reduced).clamp_(min=0)  # (..., 1)
+    low = hidden.amin(**reduced).clamp_(max=0).neg_()  # (..., 1), the depth below zero
     share_below = (low / (high + low).clamp_(min=1e-30)).mean()  # (), 0..1
     zero_point = share_below.mul_(255).round_().clamp_(1, 254)  # ()
     scale = torch.maximum(low / zero_point, high / (255 - zero_point)).clamp_(min=1e-30)  # (..., 1)
@@ -99,10 +106,20 @@ class DynamicInt8Linear(nn.Module):
         self.register_buffer("weight_zero_point", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
         bias = torch.zeros(self.out_features) if linear.bias is None else linear.bias.detach().float()
         self.register_buffer("bias", bias, persistent=False)  # (out,)
+        # "none", or "gelu" (set by quantize()): exact GELU applied by the kernel as it writes each
+        # output. The kernel then needs the whole input scale, so the input gets one scale per call
+        # instead of one per token; in exchange the bias, the scale and GELU cost no pass of their own.
+        self.post_op = "none"
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         if hidden.dtype != torch.float32 or hidden.device.type != "cpu":
             raise TypeError(f"an int8 layer takes float32 inputs on the CPU, got {hidden.dtype} on {hidden.device}")
+        if self.post_op != "none":
+            codes, scale, zero_point = quantize_tokens(hidden, per_token=False)
+            return torch.ops.onednn.qlinear_pointwise.tensor(
+                codes, scale, zero_point, self.packed_weight, self.weight_scale, self.weight_zero_point, self.bias,
+                1.0, 0, torch.float32, self.post_op, [], "none",  # "none": GELU's erf form, not tanh
+            )  # (..., out)
         codes, scale, zero_point = quantize_tokens(hidden)
         # The kernel takes one input scale for the whole tensor, so it gets 1, and the per-token scale
         # is applied to its output: for token i and output j, with W the rounded weight times its
@@ -115,7 +132,8 @@ class DynamicInt8Linear(nn.Module):
         return torch.addcmul(self.bias, products, scale, out=products)  # in place: (..., out)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, weight levels ±{self.weight_levels}"
+        fused = ", then GELU (one input scale)" if self.post_op == "gelu" else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, weight levels ±{self.weight_levels}{fused}"
 
 
 def fuse_linears(linears: list[nn.Linear]) -> nn.Linear:
@@ -169,7 +187,21 @@ def quantize(model: nn.Module, scheme: str = "int8") -> nn.Module:
     if scheme not in SCHEMES:
         raise ValueError(f"unknown quantization scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
     levels = int8_weight_levels()
-    return convert_encoder_linears(model, lambda linear, name: DynamicInt8Linear(linear, levels), f"quantize {scheme}")
+    convert_encoder_linears(model, lambda linear, name: DynamicInt8Linear(linear, levels), f"quantize {scheme}")
+    return fuse_gelu(model)
+
+
+def fuse_gelu(model: nn.Module) -> nn.Module:
+    """Where the config says "gelu" (exact), let each feed-forward's converted intermediate layer
+    (int8 or prepacked, both with a ``post_op``) apply it in its kernel, and drop the separate call."""
+    from .activations import ACTIVATIONS
+    from .encoder import FeedForward
+
+    for feed_forward in model.modules():
+        if isinstance(feed_forward, FeedForward) and feed_forward.activation is F.gelu:
+            feed_forward.intermediate.post_op = "gelu"
+            feed_forward.activation = ACTIVATIONS["linear"]  # the identity: the kernel applies GELU now
+    return model
 
 
 def refuse_if_converted(model: nn.Module) -> None:

@@ -15,12 +15,13 @@ quantize_module = sys.modules["minibert.quantize"]  # the package's `quantize` i
 DynamicInt8Linear = quantize_module.DynamicInt8Linear
 
 
-def integer_reference(layer: DynamicInt8Linear, linear: torch.nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
+def integer_reference(layer: DynamicInt8Linear, linear: torch.nn.Linear, hidden: torch.Tensor,
+                      per_token: bool = True) -> torch.Tensor:
     """The layer's sum over its own uint8 codes, multiplied out in float64 (exact for these sizes)."""
     weight = linear.weight.double()
     scale_w = weight.abs().amax(dim=1) / layer.weight_levels
     weight_q = torch.round(weight / scale_w[:, None]).clamp(-layer.weight_levels, layer.weight_levels)
-    codes, scale_x, zero_point = quantize_module.quantize_tokens(hidden)
+    codes, scale_x, zero_point = quantize_module.quantize_tokens(hidden, per_token)
     hidden_q = (codes.double() - zero_point.double()) * scale_x.double()  # (..., in)
     return hidden_q @ (weight_q * scale_w[:, None]).T + linear.bias.double()
 
@@ -41,6 +42,23 @@ def test_int8_linear_is_exact_integer_arithmetic(shift):
     # float32 rescaling of exact integer sums: 1e-5 relative to the output's size.
     expected = integer_reference(layer, linear, hidden)
     assert_close(actual.double(), expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item(), what="int8 linear")
+
+
+def test_int8_linear_with_gelu_is_integer_arithmetic_then_exact_gelu():
+    """The fused form (config "gelu"): one input scale for the tensor, bias and GELU in the kernel."""
+    torch.manual_seed(3)
+    linear = torch.nn.Linear(96, 40)
+    hidden = torch.randn(3, 7, 96) * 2  # (batch, seq, in)
+    layer = DynamicInt8Linear(linear)
+    layer.post_op = "gelu"
+    with torch.inference_mode():
+        actual = layer(hidden)  # (batch, seq, out)
+    codes, scale, _ = quantize_module.quantize_tokens(hidden, per_token=False)
+    assert scale.shape == ()  # one scale for the whole tensor
+    before = integer_reference(layer, linear, hidden, per_token=False)  # (batch, seq, out)
+    expected = torch.nn.functional.gelu(before)
+    assert_close(actual.double(), expected, rtol=1e-5, atol=1e-5 * expected.abs().max().item(), what="int8 + GELU")
+    assert (torch.nn.functional.gelu(before, approximate="tanh") - expected).abs().max() > 1e-4  # erf, not tanh
 
 
 @pytest.mark.parametrize("kind", ["signed", "gelu-like", "zeros"])
@@ -102,6 +120,8 @@ def test_quantize_replaces_the_encoder_linear_layers_only(tiny_model, tiny_check
     attention = model.encoder.layers[0].attention
     assert attention.query_key_value.out_features == 3 * attention.output.out_features
     assert not any(hasattr(attention, name) for name in ("query", "key", "value"))  # dropped, not kept beside
+    feed_forward = model.encoder.layers[0].feed_forward  # tiny's hidden_act is "gelu": fused into the kernel
+    assert feed_forward.intermediate.post_op == "gelu" and feed_forward.output.post_op == "none"
     assert not any(isinstance(module, torch.nn.Linear) for module in model.encoder.modules())
     assert isinstance(model.pooler.dense, torch.nn.Linear)
     # No float copy of a quantized weight stays behind.
@@ -113,6 +133,12 @@ def test_quantize_replaces_the_encoder_linear_layers_only(tiny_model, tiny_check
         actual, expected = model(**batch).last_hidden_state, reference(**batch).last_hidden_state
     real = batch["attention_mask"].bool()
     assert torch.nn.functional.cosine_similarity(actual[real], expected[real], dim=-1).min() > 0.99
+
+
+def test_quantize_leaves_other_activations_separate(tiny_checkpoints):
+    model = minibert.quantize(minibert.BertModel.from_pretrained(tiny_checkpoints["one-layer-relu"]))
+    feed_forward = model.encoder.layers[0].feed_forward
+    assert feed_forward.intermediate.post_op == "none" and feed_forward.activation is torch.nn.functional.relu
 
 
 def test_quantize_works_on_a_task_head(tiny_checkpoints):
