@@ -240,7 +240,9 @@ def onnx_rows(checkpoint: Path, config: dict, quick: bool) -> list[dict]:
                        f"int8 {row['ort_int8']:.1f} ms; speedup = ORT optimized / minibert")
         if batch == 1:  # the goal: batch-1 latency at or below ORT optimized, with minibert's fastest float32
             row["prepacked_speedup"] = timing.ratio("ort_optimized", "minibert_prepacked")
-            check_goal(row, ">= 1.0x", row["prepacked_speedup"])
+            # A user picks prepack where it pays (few tokens) and the default where it does not.
+            row["best_speedup"] = max(row["speedup"], row["prepacked_speedup"])
+            check_goal(row, ">= 1.0x", row["best_speedup"])
             row["note"] += (f"; minibert.prepack {row['minibert_prepacked']:.1f} ms = {row['prepacked_speedup']:.2f}x; "
                             f"linear layers alone: minibert {row['minibert_linear_layers']:.1f}, prepacked "
                             f"{row['minibert_prepacked_linear_layers']:.1f}, ORT {row['ort_linear_layers']:.1f} ms")
