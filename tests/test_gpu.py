@@ -7,19 +7,27 @@ On CUDA the default path of a padded half-precision batch is the variable-length
   than 1.1x transformers' sdpa error, on the real tokens of a padded batch (the fair test when both
   round differently: the distance to the exact answer);
 - a sentence alone and inside a padded batch agree within the dtype's tolerance;
-- no NaN or inf appears, float16 included, with rows of a single token.
+- no NaN or inf appears, float16 included, with rows of a single token;
+- on CUDA, each kernel called as minibert calls it matches SDPA run on each sequence alone, in forward and
+  backward, and the flash op's dropout replays under the same seed (what gradient checkpointing needs).
+A kernel that raised would fall back silently to the per-length-group path and still pass the parity
+checks, so they also assert that no kernel fell back.
 The model is mid-sized (4 layers, 8 heads of 32): flash kernels need head_dim a multiple of 8.
 """
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
+import torch.nn.functional as F
 
-from conftest import assert_equal, reference_model, write_legacy_checkpoint
+from conftest import assert_close, assert_equal, reference_model, write_legacy_checkpoint
 from minibert import BertModel, varlen
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+CUDA_ONLY = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+DEVICES = ["cpu", pytest.param("cuda", marks=CUDA_ONLY)]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MID = dict(vocab_size=500, hidden_size=256, num_hidden_layers=4, num_attention_heads=8, intermediate_size=1024,
            max_position_embeddings=128)
@@ -72,6 +80,7 @@ def test_default_path_no_less_accurate_than_transformers(mid_checkpoint, device,
     what = f"{device} {dtype} ({kernel}): minibert max {ours_error.max():.2e} mean {ours_error.mean():.2e}, " \
            f"transformers max {theirs_error.max():.2e} mean {theirs_error.mean():.2e}"
     assert torch.isfinite(ours_error).all(), what
+    assert not varlen._broken, f"{what}: a kernel failed and fell back to {varlen.GROUPS}"
     assert ours_error.mean() <= 1.1 * theirs_error.mean(), what
     assert ours_error.max() <= 1.1 * theirs_error.max(), what
 
@@ -105,3 +114,59 @@ def test_no_nan_or_inf_with_single_token_rows(mid_checkpoint, device, dtype):
         loss = model(**padded_batch([1, 30, 1, 7], device, seed=5)).last_hidden_state.float().square().mean()
     loss.backward()
     assert all(torch.isfinite(parameter.grad).all() for parameter in model.parameters() if parameter.grad is not None)
+    assert not varlen._broken, f"a kernel failed and fell back to {varlen.GROUPS}"
+
+
+# Packed kernels against float32 SDPA per sequence: both see the same rounded inputs, so what is left is
+# the kernel's own rounding (probabilities and output in the half type); attending across sequences would
+# be off by the size of the values themselves.
+KERNEL_TOLERANCE = {torch.bfloat16: 3e-2, torch.float16: 5e-3}
+KERNEL_LENGTHS = [1, 5, 17, 3, 64, 1, 40]
+
+
+def packed_qkv(dtype: torch.dtype, seed: int) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator(device="cuda").manual_seed(seed)
+    return tuple(torch.randn(sum(KERNEL_LENGTHS), 4, 64, device="cuda", dtype=dtype, generator=generator)
+                 .requires_grad_() for _ in range(3))  # (total_tokens, heads, head_dim)
+
+
+def cumulative_lengths() -> torch.Tensor:
+    return torch.tensor([0, *itertools.accumulate(KERNEL_LENGTHS)], dtype=torch.int32, device="cuda")  # (sequences + 1,)
+
+
+@CUDA_ONLY
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+@pytest.mark.parametrize("kernel", ["varlen_attn", "flash"])
+def test_kernel_matches_attention_per_sequence(kernel, dtype):
+    dtype = DTYPES[dtype]
+    query, key, value = packed_qkv(dtype, seed=8)
+    context = varlen.KERNELS[kernel](query, key, value, cumulative_lengths(), max(KERNEL_LENGTHS), 0.0)
+    starts = [0, *itertools.accumulate(KERNEL_LENGTHS)]
+    reference = torch.cat([  # (total_tokens, heads, head_dim)
+        F.scaled_dot_product_attention(*(block[start:end].float().transpose(0, 1)  # (heads, length, head_dim)
+                                         for block in (query, key, value))).transpose(0, 1)
+        for start, end in zip(starts, starts[1:])])
+    assert context.dtype == dtype and context.shape == query.shape
+    tolerance = KERNEL_TOLERANCE[dtype]
+    assert_close(context.float(), reference, rtol=0, atol=tolerance * float(reference.abs().max()),
+                 what=f"{kernel} {dtype} output")
+    for name, actual, expected in zip(("query", "key", "value"),
+                                      torch.autograd.grad(context.float().square().sum(), (query, key, value)),
+                                      torch.autograd.grad(reference.square().sum(), (query, key, value))):
+        assert_close(actual.float(), expected.float(), rtol=0, atol=tolerance * float(expected.abs().max()),
+                     what=f"{kernel} {dtype} gradient of {name}")
+
+
+@CUDA_ONLY
+def test_flash_dropout_acts_and_replays_under_the_same_seed():
+    query, key, value = packed_qkv(torch.bfloat16, seed=9)
+    cu_seqlens, longest = cumulative_lengths(), max(KERNEL_LENGTHS)
+    torch.manual_seed(5)
+    first = varlen.KERNELS["flash"](query, key, value, cu_seqlens, longest, 0.3)
+    second = varlen.KERNELS["flash"](query, key, value, cu_seqlens, longest, 0.3)
+    torch.manual_seed(5)
+    replayed = varlen.KERNELS["flash"](query, key, value, cu_seqlens, longest, 0.3)
+    assert not torch.equal(first, second), "dropout 0.3 should draw a new mask on each call"
+    assert_equal(replayed, first, "flash output under the same seed")
+    gradients = torch.autograd.grad(first.float().square().sum(), (query, key, value))
+    assert all(torch.isfinite(gradient).all() and gradient.abs().sum() > 0 for gradient in gradients)
