@@ -131,7 +131,8 @@ def packed_qkv(dtype: torch.dtype, seed: int) -> tuple[torch.Tensor, ...]:
 
 
 def cumulative_lengths() -> torch.Tensor:
-    return torch.tensor([0, *itertools.accumulate(KERNEL_LENGTHS)], dtype=torch.int32, device="cuda")  # (sequences + 1,)
+    starts = [0, *itertools.accumulate(KERNEL_LENGTHS)]
+    return torch.tensor(starts, dtype=torch.int32, device="cuda")  # (sequences + 1,)
 
 
 @CUDA_ONLY
