@@ -5,8 +5,9 @@ On CUDA the default path of a padded half-precision batch is the variable-length
 - eager float32 is bit-identical to transformers' eager on the same device;
 - in float32, bfloat16 and float16, the default path's error against a float64 reference is no worse
   than 1.1x transformers' sdpa error, on the real tokens of a padded batch (the fair test when both
-  round differently: the distance to the exact answer);
-- a sentence alone and inside a padded batch agree within the dtype's tolerance;
+  round differently: the distance to the exact answer): the mean error; the largest is held to
+  transformers' largest plus two units in the last place (ulp), since it is that of a few elements;
+- a sentence alone and inside a padded batch agree within a few ulps of the largest value;
 - no NaN or inf appears, float16 included, with rows of a single token;
 - on CUDA, each kernel called as minibert calls it matches SDPA run on each sequence alone, in forward and
   backward, and the flash op's dropout replays under the same seed (what gradient checkpointing needs).
@@ -18,6 +19,7 @@ The model is mid-sized (4 layers, 8 heads of 32): flash kernels need head_dim a 
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -31,8 +33,19 @@ DEVICES = ["cpu", pytest.param("cuda", marks=CUDA_ONLY)]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 MID = dict(vocab_size=500, hidden_size=256, num_hidden_layers=4, num_attention_heads=8, intermediate_size=1024,
            max_position_embeddings=128)
-# A sentence alone vs in a batch: the same math on other tile boundaries; a few units of the last place.
-ALONE_TOLERANCE = {torch.float32: 2e-5, torch.bfloat16: 6e-2, torch.float16: 8e-3}
+# The bounds below are counted in units in the last place (ulp) of the largest value, because on a GPU
+# the same math split otherwise (other matmul kernels for other shapes, other attention kernels) rounds a
+# few elements otherwise. Measured on the CPU by summing minibert's matmuls in another order (float64, then
+# rounded once): a sentence alone moved by 2 ulps from the same sentence in a batch in bfloat16 and float16
+# (6 in float32), and the largest error against float64 went from 0.89x to 1.13x of transformers' (bfloat16,
+# the batch below) while the mean stayed within 1%.
+ALONE_ULPS = {torch.float32: 32, torch.bfloat16: 4, torch.float16: 4}
+LARGEST_ERROR_ULPS = 2
+
+
+def ulp(value: float, dtype: torch.dtype) -> float:
+    """The gap between neighbouring numbers of ``dtype`` near ``value`` (a unit in the last place)."""
+    return 2.0 ** math.floor(math.log2(max(abs(value), torch.finfo(dtype).tiny))) * torch.finfo(dtype).eps
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +95,7 @@ def test_default_path_no_less_accurate_than_transformers(mid_checkpoint, device,
     assert torch.isfinite(ours_error).all(), what
     assert not varlen._broken, f"{what}: a kernel failed and fell back to {varlen.GROUPS}"
     assert ours_error.mean() <= 1.1 * theirs_error.mean(), what
-    assert ours_error.max() <= 1.1 * theirs_error.max(), what
+    assert ours_error.max() <= theirs_error.max() + LARGEST_ERROR_ULPS * ulp(float(truth.abs().max()), dtype), what
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
@@ -96,8 +109,9 @@ def test_sentence_alone_and_in_a_padded_batch(mid_checkpoint, device, dtype):
         for row in (0, 3, 1):
             length = LENGTHS[row]
             alone = model(input_ids=batch["input_ids"][row:row + 1, :length]).last_hidden_state[0]  # (length, hidden)
-            difference = (together[row, :length].float() - alone.float()).abs().max()
-            assert difference <= ALONE_TOLERANCE[dtype], f"row {row} ({length} tokens): {difference:.2e}"
+            difference = float((together[row, :length].float() - alone.float()).abs().max())
+            bound = ALONE_ULPS[dtype] * ulp(float(alone.float().abs().max()), dtype)
+            assert difference <= bound, f"row {row} ({length} tokens): {difference:.2e} > {bound:.2e}"
 
 
 @pytest.mark.parametrize("dtype", list(DTYPES), ids=list(DTYPES))
