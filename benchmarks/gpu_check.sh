@@ -11,6 +11,8 @@
 # tests.txt + tests.xml, bench.txt + bench-gpu.json, suite.txt, and summary.txt (each step's exit status
 # and seconds; 124 means it ran out of time). Needs only torch, transformers and pytest: no network, no
 # MiniLM weights. Run it from anywhere:  bash benchmarks/gpu_check.sh [--suite]
+# (through the device tool: a timeout_s of about 300, or 600 with --suite). A rerun after a fix can run
+# some steps only: GPU_CHECK_STEPS="tests" bash benchmarks/gpu_check.sh (default "machine tests bench").
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
@@ -18,18 +20,25 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 PYTHONDONTWRIT
 out="${OUT:-/tmp/gpu-check}"
 mkdir -p "$out"
 python="$(command -v python || command -v python3)"
+steps=" ${GPU_CHECK_STEPS:-machine tests bench} "
 suite=0
-[ "${1:-}" = "--suite" ] && suite=1
+[ "${1:-}" = "--suite" ] && suite=1 && steps="$steps suite "
 deadline=$(( SECONDS + ${GPU_CHECK_SECONDS:-240} + 300 * suite ))
 status=0
 : > "$out/summary.txt"
 
+# limited SECONDS COMMAND...: SIGINT after SECONDS (pytest still prints what failed so far, Python a
+# traceback that says where it was), SIGKILL 15 s later; without coreutils' timeout, no limit rather than no run.
+limited() {
+  if command -v timeout > /dev/null; then timeout -s INT -k 15 "$@"; else shift; "$@"; fi
+}
+
 # step NAME CAP FILE COMMAND...: COMMAND's output to the terminal and to $out/FILE, for at most CAP seconds
-# and never past the budget. The limit sends SIGINT first (pytest still prints what failed so far, Python a
-# traceback that says where it was), then SIGKILL 15 s later.
+# and never past the budget; only the steps named in $steps run.
 step() {
   local name=$1 cap=$2 file=$3 start=$SECONDS rc
   shift 3
+  [[ $steps == *" $name "* ]] || return 0
   local left=$(( deadline - SECONDS - 15 ))
   (( cap > left )) && cap=$left
   if (( cap < 20 )); then
@@ -38,7 +47,7 @@ step() {
     return
   fi
   echo "== $name (at most ${cap} s)" | tee -a "$out/$file"
-  timeout -s INT -k 15 "$cap" "$@" 2>&1 | tee -a "$out/$file"
+  limited "$cap" "$@" 2>&1 | tee -a "$out/$file"
   rc=${PIPESTATUS[0]}
   (( rc == 124 || rc == 137 )) && echo "== $name: stopped after ${cap} s" | tee -a "$out/$file"
   printf '%-8s exit %3d  %4d s\n' "$name" "$rc" $(( SECONDS - start )) | tee -a "$out/summary.txt"
@@ -82,9 +91,7 @@ step tests 120 tests.txt "$python" -m pytest -q -p no:cacheprovider -o addopts="
 
 step bench 200 bench.txt "$python" benchmarks/run.py --only gpu --json "$out/bench-gpu.json"
 
-if (( suite )); then
-  step suite 300 suite.txt "$python" -m pytest -q -p no:cacheprovider -o addopts="" -rfEs --tb=short
-fi
+step suite 300 suite.txt "$python" -m pytest -q -p no:cacheprovider -o addopts="" -rfEs --tb=short
 
 echo "== summary (budget left: $(( deadline - SECONDS )) s)"
 cat "$out/summary.txt"
