@@ -10,7 +10,8 @@ On CUDA the default path of a padded half-precision batch is the variable-length
 - a sentence alone and inside a padded batch agree within a few ulps of the largest value;
 - no NaN or inf appears, float16 included, with rows of a single token;
 - on CUDA, each kernel called as minibert calls it matches SDPA run on each sequence alone, in forward and
-  backward, and the flash op's dropout replays under the same seed (what gradient checkpointing needs).
+  backward, and the flash op's dropout replays under the same seed, so that gradient checkpointing gives
+  the gradients of a plain backward.
 A kernel that raised would fall back silently to the per-length-group path and still pass the parity
 checks, so they also assert that no kernel fell back.
 The model is mid-sized (4 layers, 8 heads of 32): flash kernels need head_dim a multiple of 8.
@@ -185,3 +186,29 @@ def test_flash_dropout_acts_and_replays_under_the_same_seed():
     assert_equal(replayed, first, "flash output under the same seed")
     gradients = torch.autograd.grad(first.float().square().sum(), (query, key, value))
     assert all(torch.isfinite(gradient).all() and gradient.abs().sum() > 0 for gradient in gradients)
+
+
+@CUDA_ONLY
+def test_gradient_checkpointing_replays_the_flash_dropout(mid_checkpoint):
+    """Training on the flash op (bf16 autocast, attention dropout on): recomputing each layer in backward
+    draws the same dropout masks, so checkpointed gradients equal plain ones, up to the order in which the
+    kernel's backward adds (not fixed on a GPU); other masks would move them by tens of percent."""
+    model = BertModel.from_pretrained(mid_checkpoint, device="cuda").train()
+    batch = padded_batch([1, 30, 1, 7, 64], "cuda", seed=6)
+    assert varlen.choose_kernel(torch.device("cuda"), torch.bfloat16, 32, model.config.attention_probs_dropout_prob) \
+        == "flash"
+    gradients = []
+    for checkpointing in (False, True):
+        model.gradient_checkpointing_enable() if checkpointing else model.gradient_checkpointing_disable()
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(7)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(**batch).last_hidden_state.float().square().mean()
+        loss.backward()
+        gradients.append({name: parameter.grad.clone() for name, parameter in model.named_parameters()
+                          if parameter.grad is not None})
+    plain, checkpointed = gradients
+    assert plain.keys() == checkpointed.keys() and not varlen._broken
+    for name, gradient in plain.items():
+        assert_close(checkpointed[name], gradient, rtol=0, atol=1e-2 * float(gradient.abs().max()),
+                     what=f"checkpointed grad of {name}")
