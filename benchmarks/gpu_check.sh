@@ -3,8 +3,7 @@
 #   1. the machine: nvidia-smi, Python/torch/CUDA/transformers versions, which attention kernel minibert picks;
 #   2. the device parity tests, the kernel tests, the CUDA autocast-gradient tests, the varlen bookkeeping;
 #   3. the GPU benchmark rows (benchmarks/run.py --only gpu), table and JSON;
-#   4. with --suite, the whole test suite too (tests that need matplotlib or hypothesis fail or skip
-#      where those are not installed).
+#   4. with --suite, the whole test suite too (the tests that need matplotlib or hypothesis skip there).
 # Every step has a time limit, the whole run a budget ($GPU_CHECK_SECONDS, default 240 s, plus 300 s with
 # --suite), and a step that fails or runs out of time does not stop the next one. Everything printed also
 # lands in $OUT (the device tool brings that folder back; /tmp/gpu-check without it): machine.txt,
