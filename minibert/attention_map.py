@@ -38,6 +38,9 @@ def plot_attention(probs: torch.Tensor, tokens: list[str], path: str | os.PathLi
 
     probs: (heads, seq, seq). Returns the image size in pixels (width, height).
     """
+    heads = probs.size(0)
+    if head is not None and not 1 <= head <= heads:  # checked first, as --layer is: a bad argument is said as such
+        raise ValueError(f"--head must be between 1 and {heads} (the layer has {heads} heads), got {head}")
     try:
         import matplotlib
     except ImportError:
@@ -45,9 +48,6 @@ def plot_attention(probs: torch.Tensor, tokens: list[str], path: str | os.PathLi
     matplotlib.use("Agg")  # files only; no window, no display needed
     import matplotlib.pyplot as plt
 
-    heads = probs.size(0)
-    if head is not None and not 1 <= head <= heads:
-        raise ValueError(f"--head must be between 1 and {heads} (the layer has {heads} heads), got {head}")
     if head is not None:
         figure, axis = plt.subplots(figsize=SINGLE_INCHES, dpi=DPI)
         image = _heatmap(axis, probs[head - 1], tokens, f"head {head}", labels=True)

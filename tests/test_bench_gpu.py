@@ -37,3 +37,26 @@ def test_gpu_rows_without_cuda_say_so(tmp_path):
         pytest.skip("CUDA is here")
     rows = bench_gpu.gpu_rows(tmp_path, dict(harness.TINY), quick=True)
     assert rows == [{"section": "gpu", "name": "-", "note": "no CUDA device on this machine: GPU rows skipped"}]
+
+
+def test_memory_and_sync_rows_with_cuda_numbers(tmp_path, monkeypatch):
+    """The branch only CUDA reaches (peak memory and sync counts are numbers), with both measurements faked."""
+    directory = harness.write_checkpoint(harness.TINY, tmp_path)
+    models = harness.load_models(directory, "cpu", bench_gpu.DTYPE, eager=False)
+    peaks = iter([30.0, 60.0])  # minibert, then transformers
+    monkeypatch.setattr(bench_gpu, "peak_mib", lambda call, device: next(peaks))
+    syncs = iter([1, 4])
+    monkeypatch.setattr(bench_gpu, "host_syncs", lambda call, device: next(syncs))
+    memory, syncs = bench_gpu.memory_and_sync_rows(models, dict(harness.TINY), 8, 64, "cpu")
+    assert memory["speedup"] == 2.0 and memory["goal"] == ">= 1.0x" and memory["met"]
+    assert syncs["note"] == "host syncs per forward: minibert 1, transformers 4 (torch.cuda.set_sync_debug_mode)"
+
+
+def test_a_failing_part_becomes_a_row(monkeypatch):
+    """On the GPU one part that raises must not cost the rows of the others."""
+    def broken():
+        raise RuntimeError("CUDA error: no kernel image is available\nsecond line")
+
+    assert bench_gpu.guarded("ok", lambda: [{"name": "ok"}]) == [{"name": "ok"}]
+    row, = bench_gpu.guarded("training step", broken)
+    assert row["name"] == "training step" and row["note"].startswith("failed: RuntimeError: CUDA error")

@@ -96,10 +96,11 @@ def test_gradient_checkpointing_gives_the_same_gradients(implementation):
     assert not model.bert.encoder.gradient_checkpointing
 
 
-def relative_gradient_error(actual: dict, expected: dict) -> float:
-    """|| all gradients - reference gradients || / || reference gradients ||, over every parameter."""
-    error = sum(float((actual[name].float() - gradient).square().sum()) for name, gradient in expected.items())
-    return (error / sum(float(gradient.square().sum()) for gradient in expected.values())) ** 0.5
+# Batches the autocast comparison sums over. On one batch the ratio of two libraries' rounding errors is
+# itself noise: on the CPU, minibert's gradient error ranged from 0.69x to 1.36x of transformers' from one
+# batch to the next (as computed, and with minibert's matmul sums split in two, as another GPU kernel
+# would order them); summed over these eight batches it stayed within 0.95x to 1.04x.
+AUTOCAST_SEEDS = range(4, 12)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -108,26 +109,35 @@ def relative_gradient_error(actual: dict, expected: dict) -> float:
 def test_autocast_gradients_no_worse_than_transformers(checkpoints, device, precision, implementation):
     """Mixed precision costs accuracy in any implementation; the question is whether minibert's cost is
     transformers' cost. Each library's autocast gradients are compared with its own float32 gradients
-    (the same weights, the same padded batch, dropout off): minibert's relative error must be no more
-    than 1.1x transformers'. (A fixed bound failed on CUDA float16 for a 1.3e-6 error on a 1.2e-5
-    gradient: that size is float16's, and transformers' own error is of the same order.)"""
+    (the same weights, the same padded batches, dropout off), summed over eight batches: minibert's relative
+    error must be no more than 1.1x transformers'. (A fixed bound failed on CUDA float16 for a 1.3e-6 error
+    on a 1.2e-5 gradient: that size is float16's, and transformers' own error is of the same order.)
+    The loss is one number per batch, so its error is noisier still (0.5x to 2x of transformers' over the
+    eight batches in that CPU experiment): it is held to 3x, against a loss gone badly wrong."""
     class_name = "BertForSequenceClassification"
     ours, theirs = load_pair(checkpoints[class_name], class_name, implementation,
                              hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0)
-    inputs = {name: tensor.to(device) for name, tensor in head_inputs(class_name, seed=4).items()}
-    labels = inputs.pop("labels")
-    errors = {}
-    for label, model in (("minibert", ours), ("transformers", theirs)):
-        model.to(device).train()
-        loss32, float32 = step_gradients(model, inputs, labels)
-        loss16, reduced = step_gradients(model, inputs, labels, precision=precision, device=device)
-        assert {gradient.dtype for gradient in reduced.values()} == {torch.float32}  # parameters stay float32
-        errors[label] = (relative_gradient_error(reduced, float32), abs(float(loss16) - float(loss32)))
-    (ours_gradients, ours_loss), (theirs_gradients, theirs_loss) = errors["minibert"], errors["transformers"]
-    what = f"{precision} on {device}: minibert {errors['minibert']}, transformers {errors['transformers']}"
+    squared = {label: [0.0, 0.0] for label in ("minibert", "transformers")}  # sum of squared errors, of squares
+    loss_errors = {label: 0.0 for label in squared}
+    for seed in AUTOCAST_SEEDS:
+        inputs = {name: tensor.to(device) for name, tensor in head_inputs(class_name, seed=seed).items()}
+        labels = inputs.pop("labels")
+        for label, model in (("minibert", ours), ("transformers", theirs)):
+            model.to(device).train()
+            loss32, float32 = step_gradients(model, inputs, labels)
+            loss16, reduced = step_gradients(model, inputs, labels, precision=precision, device=device)
+            assert {gradient.dtype for gradient in reduced.values()} == {torch.float32}  # parameters stay float32
+            squared[label][0] += sum(float((reduced[name] - gradient).square().sum())
+                                     for name, gradient in float32.items())
+            squared[label][1] += sum(float(gradient.square().sum()) for gradient in float32.values())
+            loss_errors[label] += abs(float(loss16) - float(loss32))
+    ours_gradients, theirs_gradients = ((error / total) ** 0.5 for error, total in squared.values())
+    what = (f"{precision} on {device}, {len(AUTOCAST_SEEDS)} batches: relative gradient error minibert "
+            f"{ours_gradients:.3e}, transformers {theirs_gradients:.3e}; |loss error| summed minibert "
+            f"{loss_errors['minibert']:.3e}, transformers {loss_errors['transformers']:.3e}")
     assert 0 < theirs_gradients < 0.05, what  # the comparison means something: autocast acted, and not wildly
     assert ours_gradients <= 1.1 * theirs_gradients, what
-    assert ours_loss <= 1.1 * theirs_loss + 1e-6, what
+    assert loss_errors["minibert"] <= 3 * loss_errors["transformers"] + 1e-6 * len(AUTOCAST_SEEDS), what
 
 
 def test_autocast_matches_transformers_under_autocast(checkpoints):

@@ -9,6 +9,7 @@ gradients and dropout, and the host syncs per forward. tests/test_gpu.py runs th
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import pytest
@@ -118,11 +119,62 @@ def test_choose_kernel(monkeypatch, caplog):
 
 
 def test_installed_torch_kernels_are_found():
-    """The feature checks see what this torch has (torch >= 2.10 has both), so a rename is noticed."""
+    """The feature checks see what this torch has (torch >= 2.10 has both), so a rename is noticed; and
+    both kernels take, positionally, exactly what minibert passes them, in that order (torch 2.11 to 2.13
+    agree; later arguments are keyword-only with defaults, which minibert leaves alone)."""
     from torch.nn.attention import varlen as torch_varlen
     assert varlen._get_varlen_attn() is torch_varlen.varlen_attn
-    schema = str(varlen._FLASH_OP.default._schema)
-    assert "cum_seq_q" in schema and "float dropout_p" in schema and "bool is_causal" in schema
+    parameters = list(inspect.signature(torch_varlen.varlen_attn).parameters.values())
+    assert [parameter.name for parameter in parameters if parameter.kind == parameter.POSITIONAL_OR_KEYWORD] == [
+        "query", "key", "value", "cu_seq_q", "cu_seq_k", "max_q", "max_k"]
+    assert all(parameter.default is not parameter.empty for parameter in parameters[7:])
+    arguments = varlen._FLASH_OP.default._schema.arguments
+    assert [(argument.name, str(argument.type)) for argument in arguments if not argument.kwarg_only] == [
+        ("query", "Tensor"), ("key", "Tensor"), ("value", "Tensor"), ("cum_seq_q", "Optional[Tensor]"),
+        ("cum_seq_k", "Optional[Tensor]"), ("max_q", "int"), ("max_k", "int"), ("dropout_p", "float"),
+        ("is_causal", "bool"), ("return_debug_mask", "bool")]
+    assert all(argument.has_default_value() for argument in arguments if argument.kwarg_only)
+
+
+@pytest.mark.parametrize("name", ["varlen_attn", "flash"])
+def test_kernel_calls_on_meta_tensors(monkeypatch, name):
+    """minibert's own call of each kernel, run by the installed torch on the meta device (shapes only, no
+    GPU needed). Each argument lands on the parameter meant for it (read by binding the call to the
+    installed signature); one (total_tokens, heads, head_dim) tensor comes back in the input dtype, not a
+    tuple; and its backward reaches query, key and value. So a moved argument, a new return type or a lost
+    derivative shows here and not on the GPU."""
+    bound = []
+    if name == "varlen_attn":
+        kernel = varlen._get_varlen_attn()
+        signature = inspect.signature(kernel)
+
+        def spy(*args, **kwargs):
+            bound.append(signature.bind(*args, **kwargs).arguments)
+            return kernel(*args, **kwargs)
+        monkeypatch.setattr(varlen, "_varlen_attn", spy)
+    else:
+        kernel = varlen._FLASH_OP
+        names = [argument.name for argument in kernel.default._schema.arguments]
+
+        def spy(*args, **kwargs):
+            bound.append({**dict(zip(names, args)), **kwargs})
+            return kernel(*args, **kwargs)
+        monkeypatch.setattr(varlen, "_FLASH_OP", spy)
+    query, key, value = (torch.empty(19, 4, 64, dtype=torch.bfloat16, device="meta", requires_grad=True)
+                         for _ in range(3))  # (total_tokens, heads, head_dim)
+    cu_seqlens = torch.tensor([0, 1, 4, 7, 12, 19], dtype=torch.int32).to("meta")  # (sequences + 1,)
+    dropout = 0.1 if name == "flash" else 0.0
+    context = varlen.KERNELS[name](query, key, value, cu_seqlens, 7, dropout)
+    (arguments,) = bound
+    lengths = "cum_seq" if name == "flash" else "cu_seq"
+    assert all(arguments[which] is tensor for which, tensor in zip(("query", "key", "value"), (query, key, value)))
+    assert arguments[f"{lengths}_q"] is cu_seqlens and arguments[f"{lengths}_k"] is cu_seqlens
+    assert arguments["max_q"] == arguments["max_k"] == 7
+    if name == "flash":
+        assert (arguments["dropout_p"], arguments["is_causal"], arguments["return_debug_mask"]) == (0.1, False, False)
+    assert type(context) is torch.Tensor and context.shape == query.shape and context.dtype == torch.bfloat16
+    gradients = torch.autograd.grad(context.float().sum(), (query, key, value))
+    assert [gradient.shape for gradient in gradients] == [query.shape] * 3
 
 
 def test_broken_kernel_falls_back_once(tiny_checkpoints, monkeypatch, caplog):

@@ -95,6 +95,7 @@ def stand_in_cache(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
 def test_every_snippet_runs_and_prints_what_the_page_shows(page, stand_in_cache, tmp_path):
+    pytest.importorskip("matplotlib")  # the page draws an attention map (the [plot] extra, in [test] too)
     snippets = parse(page)
     assert len(snippets) >= 10 and sum(s.expected is not None and s.checked for s in snippets) >= 5
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(stand_in_cache), "HF_HOME": str(tmp_path),
