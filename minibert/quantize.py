@@ -162,6 +162,9 @@ def convert_encoder_linears(model: nn.Module, make_layer: Callable[[nn.Linear, s
         raise TypeError(f"{conversion} needs a minibert model with an encoder, got {type(model).__name__}")
     if not torch.backends.mkldnn.is_available():
         raise RuntimeError(f"{conversion} needs a PyTorch built with oneDNN (MKLDNN); this one is not")
+    done = getattr(model, "inference_conversion", None)
+    if done is not None:
+        raise ValueError(f"this model was already converted for inference ({done}); load it again to {conversion} it")
     parameter = next(model.parameters())
     if parameter.device.type != "cpu" or parameter.dtype != torch.float32:
         raise ValueError(f"{conversion} needs a float32 model on CPU, got {parameter.dtype} on {parameter.device}")

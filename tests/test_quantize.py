@@ -159,6 +159,10 @@ def test_quantize_refuses_what_it_cannot_do(tiny_model, tiny_checkpoints):
         minibert.quantize(bf16)
     with pytest.raises(TypeError, match="float32 inputs on the CPU, got torch.bfloat16"):
         minibert.quantize(tiny_model).encoder.layers[0].attention.output(torch.ones(2, 32, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match=r"already converted for inference \(quantize int8\); load it again to prepack"):
+        minibert.prepack(tiny_model)
+    with pytest.raises(ValueError, match=r"already converted for inference \(quantize int8\); load it again to quantize"):
+        minibert.quantize(tiny_model)
 
 
 def test_save_pretrained_of_a_quantized_model_is_refused(tiny_model, tmp_path):
