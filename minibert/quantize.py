@@ -189,6 +189,9 @@ def quantize(model: nn.Module, scheme: str = "int8") -> nn.Module:
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown quantization scheme {scheme!r}; choose from {', '.join(SCHEMES)}")
+    if not hasattr(torch.ops.onednn, "qlinear_pointwise"):
+        raise RuntimeError(f"int8 needs oneDNN's quantized linear (torch.ops.onednn.qlinear_pointwise), which "
+                           f"torch {torch.__version__} does not have")
     levels = int8_weight_levels()
     convert_encoder_linears(model, lambda linear, name: DynamicInt8Linear(linear, levels), f"quantize {scheme}")
     return fuse_gelu(model)
