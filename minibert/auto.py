@@ -23,7 +23,7 @@ from .heads import (
     BertForTokenClassification,
 )
 from .model import BertModel, PreTrainedBert
-from .weights import HUB_ARGUMENTS, resolve_file
+from .hub import HUB_ARGUMENTS, resolve_file
 
 
 def check_is_bert(values: dict[str, Any], name_or_path: str | os.PathLike) -> None:

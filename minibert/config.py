@@ -197,7 +197,7 @@ class BertConfig:
         the rest override config fields.
         """
         from .atomic import check_not_interrupted
-        from .weights import HUB_ARGUMENTS, resolve_file
+        from .hub import HUB_ARGUMENTS, resolve_file
 
         hub = {key: kwargs.pop(key) for key in list(kwargs) if key in HUB_ARGUMENTS}
         check_not_interrupted(name_or_path, CONFIG_NAME)  # a killed save removed it: say so

@@ -16,7 +16,8 @@ import torch
 
 from .model import PreTrainedBert
 from .text_table import format_table
-from .weights import BASE_PREFIX, HUB_ARGUMENTS, explain_checkpoint_name, read_tensors, resolve_weight_files
+from .hub import HUB_ARGUMENTS, resolve_weight_files
+from .weights import BASE_PREFIX, explain_checkpoint_name, read_tensors
 
 
 @dataclass

@@ -19,8 +19,8 @@ from .encoder import Encoder
 from .inputs import check_inputs
 from .quantize import refuse_if_converted
 from .unpadded import PackedSequences
-from .weights import (HUB_ARGUMENTS, SAFE_WEIGHTS, LoadReport, check_config_fits, load_into, resolve_weight_files,
-                      weights_writer)
+from .hub import HUB_ARGUMENTS, SAFE_WEIGHTS, resolve_weight_files
+from .weights import LoadReport, check_config_fits, load_into, weights_writer
 
 
 class ModelOutput:

@@ -20,7 +20,7 @@ import torch
 
 from .config import CONFIG_NAME
 from .model import DTYPE_NAMES
-from .weights import resolve_file
+from .hub import resolve_file
 
 # The seed notebook's three sentences, then a padded batch of longer ones.
 DEFAULT_BATCHES = [

@@ -278,7 +278,7 @@ class BertTokenizer:
         """
         hub = dict(cache_dir=cache_dir, revision=revision, token=token, local_files_only=local_files_only)
         # Imported here so that the tokenizer module itself needs only the standard library.
-        from .weights import resolve_file
+        from .hub import resolve_file
 
         vocab_file = resolve_file(name_or_path, VOCAB_FILE, required=True, **hub)
         settings: dict[str, Any] = {}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import minibert.weights as weights
-from minibert.weights import resolve_file
+import minibert.hub as hub
+from minibert.hub import resolve_file
 from test_cli import CountingServer
 from text_checkpoint import write_hub_cache, write_text_checkpoint
 
@@ -21,7 +21,7 @@ def unreachable_hub(monkeypatch):
     # huggingface_hub's own downloads go there too: were it asked, its retries would show as connections.
     monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # read at import, from conftest's setting
-    monkeypatch.setattr(weights, "_hub_reachable_memo", {})
+    monkeypatch.setattr(hub, "_hub_reachable_memo", {})
     return server
 
 
