@@ -73,8 +73,8 @@ class SelfAttention(nn.Module):
         # The kernels below apply it themselves (fused into SDPA, or after softmax in eager).
         self.probs_dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.implementation = config.attn_implementation
-        # None here. minibert.quantize sets one layer that computes W^Q x, W^K x and W^V x in one
-        # multiply (one (hidden, 3 * hidden) weight) and drops the three above; see project().
+        # None here. minibert.quantize and minibert.prepack set one layer that computes W^Q x, W^K x
+        # and W^V x in one multiply (one (3 * hidden, hidden) weight) and drop the three above; see project().
         self.query_key_value: nn.Module | None = None
 
     def project(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
