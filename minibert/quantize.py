@@ -114,6 +114,8 @@ class DynamicInt8Linear(nn.Module):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         if hidden.dtype != torch.float32 or hidden.device.type != "cpu":
             raise TypeError(f"an int8 layer takes float32 inputs on the CPU, got {hidden.dtype} on {hidden.device}")
+        if hidden.numel() == 0:  # no tokens: nothing to scale by (a max over nothing), nothing to multiply
+            return hidden.new_zeros((*hidden.shape[:-1], self.out_features))
         if self.post_op != "none":
             codes, scale, zero_point = quantize_tokens(hidden, per_token=False)
             return torch.ops.onednn.qlinear_pointwise.tensor(
@@ -139,10 +141,12 @@ class DynamicInt8Linear(nn.Module):
 def fuse_linears(linears: list[nn.Linear]) -> nn.Linear:
     """One nn.Linear whose outputs are those of ``linears`` side by side (same input size)."""
     fused = nn.Linear(linears[0].in_features, sum(linear.out_features for linear in linears),
-                      bias=all(linear.bias is not None for linear in linears), device="meta")
+                      bias=any(linear.bias is not None for linear in linears), device="meta")
     fused.weight = nn.Parameter(torch.cat([linear.weight.detach() for linear in linears]), requires_grad=False)  # (out, in)
-    if fused.bias is not None:
-        fused.bias = nn.Parameter(torch.cat([linear.bias.detach() for linear in linears]), requires_grad=False)  # (out,)
+    if fused.bias is not None:  # a layer without a bias contributes zeros
+        biases = [linear.weight.new_zeros(linear.out_features) if linear.bias is None else linear.bias.detach()
+                  for linear in linears]
+        fused.bias = nn.Parameter(torch.cat(biases), requires_grad=False)  # (out,)
     return fused
 
 
@@ -164,7 +168,7 @@ def convert_encoder_linears(model: nn.Module, make_layer: Callable[[nn.Linear, s
         raise RuntimeError(f"{conversion} needs a PyTorch built with oneDNN (MKLDNN); this one is not")
     done = getattr(model, "inference_conversion", None)
     if done is not None:
-        raise ValueError(f"this model was already converted for inference ({done}); load it again to {conversion} it")
+        raise ValueError(f"this model was already converted for inference ({done}); load it again before {conversion}")
     parameter = next(model.parameters())
     if parameter.device.type != "cpu" or parameter.dtype != torch.float32:
         raise ValueError(f"{conversion} needs a float32 model on CPU, got {parameter.dtype} on {parameter.device}")

@@ -90,6 +90,20 @@ def test_token_codes_round_to_nearest(kind):
     assert used[nonzero].max() <= 1
 
 
+def test_int8_linear_takes_no_tokens_and_fuses_layers_without_a_bias():
+    torch.manual_seed(4)
+    layer = DynamicInt8Linear(torch.nn.Linear(16, 8))
+    with torch.inference_mode():
+        assert layer(torch.empty(0, 16)).shape == (0, 8)
+        layer.post_op = "gelu"
+        assert layer(torch.empty(2, 0, 16)).shape == (2, 0, 8)
+    with_bias, without = torch.nn.Linear(16, 8), torch.nn.Linear(16, 4, bias=False)
+    fused = quantize_module.fuse_linears([with_bias, without])
+    hidden = torch.randn(3, 16)  # (tokens, in)
+    with torch.no_grad():
+        assert torch.allclose(fused(hidden), torch.cat([with_bias(hidden), without(hidden)], dim=-1))
+
+
 def test_int8_linear_is_close_to_float():
     torch.manual_seed(1)
     linear = torch.nn.Linear(256, 64)
@@ -159,9 +173,9 @@ def test_quantize_refuses_what_it_cannot_do(tiny_model, tiny_checkpoints):
         minibert.quantize(bf16)
     with pytest.raises(TypeError, match="float32 inputs on the CPU, got torch.bfloat16"):
         minibert.quantize(tiny_model).encoder.layers[0].attention.output(torch.ones(2, 32, dtype=torch.bfloat16))
-    with pytest.raises(ValueError, match=r"already converted for inference \(quantize int8\); load it again to prepack"):
+    with pytest.raises(ValueError, match=r"already converted for inference \(quantize int8\); load it again before prepack"):
         minibert.prepack(tiny_model)
-    with pytest.raises(ValueError, match=r"already converted for inference \(quantize int8\); load it again to quantize"):
+    with pytest.raises(ValueError, match=r"already converted for inference \(quantize int8\); load it again before quantize"):
         minibert.quantize(tiny_model)
 
 
