@@ -12,9 +12,10 @@ Each attention's query, key and value become one layer, and where the config say
 feed-forward's first kernel applies it as it writes (see quantize.convert_encoder_linears, fuse_gelu).
 
 Measured on bert-base's shape, 2-core AMD EPYC (AVX2), 2 threads: 1x16 58.6 -> 37.8 ms (ONNX
-Runtime optimized: 25.9 ms), but 1x128 183.9 -> 194.8 ms and 1x512 646 -> 771 ms: it pays at few
-tokens, where the weights dominate, and costs above about 64. The packed weight replaces the float
-one, so the weights still exist once; the model is for inference only, and save_pretrained refuses it.
+Runtime optimized: 25.9 ms), 1x64 123 -> 115 ms, but 1x128 183.9 -> 194.8 ms and 1x512 646 -> 771 ms:
+it pays at few tokens, where the weights dominate, up to about 64, and costs from about 96. The
+packed weight replaces the float one, so the weights still exist once; the model is for inference
+only, and save_pretrained refuses it.
 """
 
 from __future__ import annotations
