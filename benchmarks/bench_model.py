@@ -34,13 +34,20 @@ def forward_call(model: torch.nn.Module, batch: dict):
     return call
 
 
+def encoder_linear_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The encoder's linear layers in order: nn.Linear, or a prepacked model's PrepackedLinear."""
+    from minibert.prepack import PrepackedLinear
+
+    return [module for module in model.encoder.modules() if isinstance(module, (torch.nn.Linear, PrepackedLinear))]
+
+
 def linear_layers_call(model: torch.nn.Module, tokens: int, device: str):
     """Only the model's linear layers (Q, K, V, W^O, the feed-forward's two), on random inputs of
     ``tokens`` rows: what a forward would cost if everything else (attention, LayerNorm, GELU,
     residuals) were free. The bound on the roofline share for small batches."""
     from minibert.prepack import PrepackedLinear
 
-    layers = [module for module in model.encoder.modules() if isinstance(module, (torch.nn.Linear, PrepackedLinear))]
+    layers = encoder_linear_layers(model)
     dtype = torch.float32 if isinstance(layers[0], PrepackedLinear) else layers[0].weight.dtype
     inputs = {width: torch.randn(tokens, width, device=device, dtype=dtype)
               for width in {layer.in_features for layer in layers}}  # (tokens, in_features)

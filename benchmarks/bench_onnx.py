@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from bench_model import linear_layers_call
+from bench_model import encoder_linear_layers, linear_layers_call
 from harness import check_goal, log, make_batch, time_alternating
 
 INSTALL_HINT = "pip install -e '.[bench]' (onnxruntime, onnx, onnxscript)"
@@ -151,7 +151,7 @@ def ort_linear_layers_call(model: torch.nn.Module, tokens: int):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    layers = [module for module in model.encoder.modules() if isinstance(module, torch.nn.Linear)]
+    layers = encoder_linear_layers(model)  # a float model's: nn.Linear, whose weights ORT is given
     widths = sorted({layer.in_features for layer in layers})
     nodes, weights, outputs = [], [], []
     for index, layer in enumerate(layers):

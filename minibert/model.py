@@ -17,7 +17,7 @@ from .config import CONFIG_NAME, BertConfig
 from .embeddings import BertEmbeddings
 from .encoder import Encoder
 from .inputs import check_inputs
-from .quantize import refuse_if_converted
+from .conversion import refuse_if_converted
 from .unpadded import PackedSequences
 from .hub import HUB_ARGUMENTS, SAFE_WEIGHTS, resolve_weight_files
 from .weights import LoadReport, check_config_fits, load_into, weights_writer

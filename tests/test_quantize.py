@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import minibert
+from minibert.conversion import fuse_linears
 from conftest import REPO, TINY_CONFIGS, assert_close, minilm_dir
 
 quantize_module = sys.modules["minibert.quantize"]  # the package's `quantize` is the function
@@ -98,7 +99,7 @@ def test_int8_linear_takes_no_tokens_and_fuses_layers_without_a_bias():
         layer.post_op = "gelu"
         assert layer(torch.empty(2, 0, 16)).shape == (2, 0, 8)
     with_bias, without = torch.nn.Linear(16, 8), torch.nn.Linear(16, 4, bias=False)
-    fused = quantize_module.fuse_linears([with_bias, without])
+    fused = fuse_linears([with_bias, without])
     hidden = torch.randn(3, 16)  # (tokens, in)
     with torch.no_grad():
         assert torch.allclose(fused(hidden), torch.cat([with_bias(hidden), without(hidden)], dim=-1))

@@ -1,0 +1,92 @@
+"""Converting a model for CPU inference, shared by quantize.py (int8) and prepack.py (oneDNN float32).
+
+Each conversion swaps the encoder's nn.Linear layers for layers of its own, fuses what the swapped
+layers can do together (query, key and value into one layer; exact GELU into the feed-forward's first
+kernel), and marks the model, which save_pretrained then refuses: its weights are no longer floats
+that a Hugging Face checkpoint could hold.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .activations import ACTIVATIONS
+from .attention import SelfAttention
+from .encoder import FeedForward
+
+
+def check_input(hidden: torch.Tensor, layer: str) -> None:
+    """A converted layer runs float32 on the CPU only; say so in the caller's terms otherwise."""
+    if hidden.dtype != torch.float32 or hidden.device.type != "cpu":
+        raise TypeError(f"{layer} takes float32 inputs on the CPU, got {hidden.dtype} on {hidden.device}")
+
+
+def fuse_linears(linears: list[nn.Linear]) -> nn.Linear:
+    """One nn.Linear whose outputs are those of ``linears`` side by side (same input size)."""
+    fused = nn.Linear(linears[0].in_features, sum(linear.out_features for linear in linears),
+                      bias=any(linear.bias is not None for linear in linears), device="meta")
+    fused.weight = nn.Parameter(torch.cat([linear.weight.detach() for linear in linears]), requires_grad=False)  # (out, in)
+    if fused.bias is not None:  # a layer without a bias contributes zeros
+        biases = [linear.weight.new_zeros(linear.out_features) if linear.bias is None else linear.bias.detach()
+                  for linear in linears]
+        fused.bias = nn.Parameter(torch.cat(biases), requires_grad=False)  # (out,)
+    return fused
+
+
+def convert_encoder_linears(model: nn.Module, make_layer: Callable[[nn.Linear], nn.Module],
+                            conversion: str) -> nn.Module:
+    """Replace every nn.Linear in ``model``'s encoder by ``make_layer(linear)``, in place, for CPU
+    inference; mark the model with ``conversion`` (which save_pretrained refuses) and put it in eval mode.
+
+    Each attention's query, key and value layers become one, ``query_key_value``: they read the same
+    input, which a converted layer prepares once (quantizes, say) instead of three times, and one
+    wide multiply runs faster than three narrow ones. The three are dropped: weights exist once.
+    """
+    encoder = getattr(model, "encoder", None) or getattr(getattr(model, "bert", None), "encoder", None)
+    if encoder is None:
+        raise TypeError(f"{conversion} needs a minibert model with an encoder, got {type(model).__name__}")
+    if not torch.backends.mkldnn.is_available():
+        raise RuntimeError(f"{conversion} needs a PyTorch built with oneDNN (MKLDNN); this one is not")
+    done = getattr(model, "inference_conversion", None)
+    if done is not None:
+        raise ValueError(f"this model was already converted for inference ({done}); load it again before {conversion}")
+    parameter = next(model.parameters())
+    if parameter.device.type != "cpu" or parameter.dtype != torch.float32:
+        raise ValueError(f"{conversion} needs a float32 model on CPU, got {parameter.dtype} on {parameter.device}")
+    for attention in encoder.modules():
+        if isinstance(attention, SelfAttention) and attention.query_key_value is None:
+            fused = fuse_linears([attention.query, attention.key, attention.value])
+            attention.query_key_value = make_layer(fused)
+            del attention.query, attention.key, attention.value
+    linears = [(name, module) for name, module in encoder.named_modules() if isinstance(module, nn.Linear)]
+    for name, linear in linears:
+        owner_name, _, attribute = name.rpartition(".")
+        setattr(encoder.get_submodule(owner_name), attribute, make_layer(linear))
+    model.inference_conversion = conversion
+    return model.eval()
+
+
+def fuse_gelu(model: nn.Module) -> nn.Module:
+    """Where the config says "gelu" (exact), let each feed-forward's converted intermediate layer
+    (int8 or prepacked, both with a ``post_op``) apply it in its kernel, and drop the separate call."""
+    for feed_forward in model.modules():
+        if isinstance(feed_forward, FeedForward) and feed_forward.activation is F.gelu:
+            feed_forward.intermediate.post_op = "gelu"
+            feed_forward.activation = ACTIVATIONS["linear"]  # the identity: the kernel applies GELU now
+    return model
+
+
+def refuse_if_converted(model: nn.Module) -> None:
+    """Raise where a model converted for inference (quantize, prepack) would be saved: its linear
+    layers hold weights in a form that no Hugging Face checkpoint has a place for."""
+    conversion = getattr(model, "inference_conversion", None)
+    if conversion is not None:
+        raise ValueError(
+            f"this model was converted for inference ({conversion}) and cannot be saved as a Hugging Face "
+            "checkpoint: its linear layers no longer hold float weights that transformers could read. Save "
+            "the float model before converting it, and convert again after loading."
+        )
