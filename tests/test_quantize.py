@@ -3,6 +3,8 @@ quantized model against float32 (tiny random and the real all-MiniLM-L6-v2), and
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 
 import pytest
@@ -89,6 +91,68 @@ def test_token_codes_round_to_nearest(kind):
     used = torch.maximum(codes.amax(dim=-1).int() - 255, -codes.amin(dim=-1).int()).abs()  # distance to an end
     nonzero = hidden.abs().amax(dim=-1) > 0
     assert used[nonzero].max() <= 1
+
+
+def needs_a_compiler() -> None:
+    compiler = os.environ.get("CXX", "g++")
+    if shutil.which(compiler) is None:
+        pytest.skip(f"torch.compile's CPU backend (inductor) needs a C++ compiler; {compiler} is not on PATH")
+
+
+@pytest.mark.parametrize("per_token", [True, False], ids=["per-token", "per-tensor"])
+def test_compiled_rounding_gives_the_eager_codes(per_token):
+    """quantize(compile=True)'s rounding against quantize_tokens: the same zero point, scales to float32
+    rounding, codes off by one at most (a tie, where the compiled loop rounds x / scale differently)."""
+    needs_a_compiler()
+    rounding = quantize_module.CompiledRounding()
+    torch.manual_seed(5)
+    for hidden in (torch.randn(2, 9, 48) * 3, torch.randn(13, 48).abs() - 0.1, torch.randn(1, 1, 48)):
+        codes, scale, zero_point = quantize_module.quantize_tokens(hidden, per_token)
+        compiled = rounding(hidden, per_token)
+        assert quantize_module.CompiledRounding.failed is None  # it really compiled
+        assert compiled[0].dtype == torch.uint8 and compiled[0].shape == codes.shape
+        assert torch.equal(compiled[2], zero_point)
+        assert_close(compiled[1], scale, rtol=1e-6, atol=0, what="compiled scales")
+        difference = (compiled[0].int() - codes.int()).abs()
+        assert difference.max() <= 1 and (difference == 0).double().mean() > 0.99
+
+
+def test_rounding_that_cannot_compile_warns_once_and_runs_eagerly(monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found\nmore detail")
+
+    monkeypatch.setattr(quantize_module.CompiledRounding, "compiled", None)
+    monkeypatch.setattr(quantize_module.CompiledRounding, "failed", None)
+    monkeypatch.setattr(torch, "compile", broken)
+    rounding = quantize_module.CompiledRounding()
+    hidden = torch.randn(4, 32)
+    with caplog.at_level("WARNING", logger="minibert"):
+        for _ in range(3):
+            codes, scale, zero_point = rounding(hidden)
+    assert [record.getMessage() for record in caplog.records] == [
+        "minibert int8: torch.compile could not build the input rounding (RuntimeError: no C++ compiler found); "
+        "running it eagerly, which makes the int8 forward slower"]
+    expected = quantize_module.quantize_tokens(hidden)
+    assert torch.equal(codes, expected[0]) and torch.equal(scale, expected[1]) and torch.equal(zero_point, expected[2])
+
+
+def test_quantize_compiles_the_rounding_unless_asked_not_to(tiny_checkpoints):
+    eager = minibert.quantize(minibert.BertModel.from_pretrained(tiny_checkpoints["tiny"]), compile=False)
+    compiled = minibert.quantize(minibert.BertModel.from_pretrained(tiny_checkpoints["tiny"]))
+    def roundings(model):
+        return [type(module.round_input).__name__ for module in model.modules() if isinstance(module, DynamicInt8Linear)]
+
+    assert roundings(eager) == ["function"] * 8 and roundings(compiled) == ["CompiledRounding"] * 8  # 2 layers of 4
+    assert "compiled rounding" in repr(compiled.encoder.layers[0].feed_forward.output)
+    with pytest.raises(TypeError, match="compile must be True or False, not 'yes'"):
+        minibert.quantize(minibert.BertModel.from_pretrained(tiny_checkpoints["tiny"]), compile="yes")
+    needs_a_compiler()
+    input_ids = torch.tensor([[2, 5, 7, 9, 3], [2, 8, 3, 0, 0]])
+    with torch.inference_mode():
+        expected = eager(input_ids=input_ids, attention_mask=(input_ids > 0).long()).last_hidden_state
+        actual = compiled(input_ids=input_ids, attention_mask=(input_ids > 0).long()).last_hidden_state
+    cosine = torch.nn.functional.cosine_similarity(actual[input_ids > 0], expected[input_ids > 0], dim=-1)
+    assert cosine.min() > 0.999  # a code off by one at a tie, no more
 
 
 def test_int8_linear_takes_no_tokens_and_fuses_layers_without_a_bias():
