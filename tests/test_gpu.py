@@ -28,10 +28,11 @@ import torch.nn.functional as F
 
 from conftest import assert_close, assert_equal, reference_model, write_legacy_checkpoint
 from minibert import BertModel, varlen
+from minibert.model import DTYPE_NAMES
 
 CUDA_ONLY = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA_ONLY)]
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {name: DTYPE_NAMES[name] for name in ("fp32", "bf16", "fp16")}  # the GPU's precisions
 MID = dict(vocab_size=500, hidden_size=256, num_hidden_layers=4, num_attention_heads=8, intermediate_size=1024,
            max_position_embeddings=128)
 # The bounds below are counted in units in the last place (ulp) of the largest value, because on a GPU
