@@ -95,7 +95,7 @@ def host_syncs(call: Callable[[], object], device: str) -> int | None:
 
 def kernel_in_use(config: dict, device: str, dropout: float = 0.0) -> str:
     """The attention kernel minibert's unpadded path picks for this device and dtype (varlen.choose_kernel)."""
-    from minibert import varlen
+    from minibert.fast import varlen
 
     head_dim = config["hidden_size"] // config["num_attention_heads"]
     name = varlen.choose_kernel(torch.device(device), DTYPE, head_dim, dropout)

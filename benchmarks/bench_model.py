@@ -36,7 +36,7 @@ def forward_call(model: torch.nn.Module, batch: dict):
 
 def encoder_linear_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The encoder's linear layers in order: nn.Linear, or a prepacked model's PrepackedLinear."""
-    from minibert.prepack import PrepackedLinear
+    from minibert.fast.prepack import PrepackedLinear
 
     return [module for module in model.encoder.modules() if isinstance(module, (torch.nn.Linear, PrepackedLinear))]
 
@@ -45,7 +45,7 @@ def linear_layers_call(model: torch.nn.Module, tokens: int, device: str):
     """Only the model's linear layers (Q, K, V, W^O, the feed-forward's two), on random inputs of
     ``tokens`` rows: what a forward would cost if everything else (attention, LayerNorm, GELU,
     residuals) were free. The bound on the roofline share for small batches."""
-    from minibert.prepack import PrepackedLinear
+    from minibert.fast.prepack import PrepackedLinear
 
     layers = encoder_linear_layers(model)
     dtype = torch.float32 if isinstance(layers[0], PrepackedLinear) else layers[0].weight.dtype

@@ -53,7 +53,7 @@ PRECISION_FLAGS = ("amx_bf16", "avx512_bf16", "amx_int8", "avx512_vnni", "avx_vn
 
 def precision_flags() -> str:
     """The CPU flags that decide whether bf16 and int8 pay, e.g. "avx2 (no AMX, avx512_bf16, VNNI)"."""
-    from minibert.quantize import cpu_flags
+    from minibert.fast.quantize import cpu_flags
 
     flags = cpu_flags()
     present = [flag for flag in PRECISION_FLAGS if flag in flags]

@@ -63,7 +63,7 @@ try:
     print("transformers", transformers.__version__)
 except Exception as error:
     print("transformers: cannot import:", error)
-from minibert import varlen
+from minibert.fast import varlen
 print("varlen_attn:", varlen._get_varlen_attn() is not None, "| aten._flash_attention_forward:", varlen._FLASH_OP is not None)
 for dropout in (0.0, 0.1):
     print(f"minibert kernel for bf16, head_dim 64, dropout {dropout}:",

@@ -2,11 +2,10 @@
 
 from .config import BertConfig
 from .model import BertModel, BertModelOutput
-from .tokenizer import BertTokenizer
-from .prepack import prepack
-from .quantize import quantize
-from .tokenizer_batch import BatchEncoding
-from .auto import (
+from .tokenizer import BatchEncoding, BertTokenizer
+from .fast.prepack import prepack
+from .fast.quantize import quantize
+from .loading.auto import (
     AutoModel,
     AutoModelForMaskedLM,
     AutoModelForMultipleChoice,

@@ -1,35 +1,30 @@
 """BertConfig: the numbers that fix a BERT's shape, with transformers' field names and defaults.
 
-A ``config.json`` written by transformers loads here and one written here loads in transformers.
-Keys we do not use are kept in ``extra`` so that a load/save round trip loses nothing.
+Read it in three parts: the fields (bert-base's defaults), the values derived from them, then the
+checks that refuse a bad value where it enters. Reading and writing config.json comes from the
+base class (loading/config_file.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import numbers
-import os
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 # Every activation name transformers' BertModel accepts (its ACT2FN table), minus the two
 # that carry learned parameters of their own (prelu, xielu); see activations.py for each formula.
 from .activations import ACTIVATIONS
+from .loading.config_file import ConfigFile
 
-ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
 _TYPE_WORDS = {int: "an int", float: "a float (or an int)", bool: "True or False", str: "a string",
                dict: "a dict", list: "a list"}
-CONFIG_NAME = "config.json"
-# Checkpoints of these model types share BERT's architecture and tensor names.
-BERT_MODEL_TYPES = ("bert",)
 
 
 @dataclass
-class BertConfig:
+class BertConfig(ConfigFile):
     """The hyper-parameters of a BERT encoder. Defaults are bert-base's (as in transformers).
 
     Sizes are counts (tokens, features, layers); probabilities are in [0, 1].
@@ -63,6 +58,19 @@ class BertConfig:
     # Keys of a config.json that minibert does not use, kept for the round trip.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
+    attention_implementations: ClassVar[tuple[str, ...]] = ("sdpa", "eager")
+
+    @property
+    def head_size(self) -> int:
+        """Features per attention head."""
+        return self.hidden_size // self.num_attention_heads
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)} - {"extra"}
+
+    # ---- Validation: each value checked where it enters ----------------------------------------
+
     def __post_init__(self) -> None:
         self._check_types()
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -83,9 +91,9 @@ class BertConfig:
                 f"position_embedding_type {self.position_embedding_type!r} is not supported; "
                 "BERT here (as in transformers 5) uses learned absolute positions: 'absolute'"
             )
-        if self.attn_implementation not in ATTENTION_IMPLEMENTATIONS:
+        if self.attn_implementation not in self.attention_implementations:
             raise ValueError(
-                f"attn_implementation must be one of {ATTENTION_IMPLEMENTATIONS}, got {self.attn_implementation!r}"
+                f"attn_implementation must be one of {self.attention_implementations}, got {self.attn_implementation!r}"
             )
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
             value = getattr(self, name)
@@ -133,98 +141,6 @@ class BertConfig:
                 optional = " or None" if type(None) in allowed else ""
                 raise TypeError(f"{name} must be {_TYPE_WORDS.get(kind, kind.__name__)}{optional}, "
                                 f"got {type(value).__name__} {value!r}")
-
-    @property
-    def head_size(self) -> int:
-        """Features per attention head."""
-        return self.hidden_size // self.num_attention_heads
-
-    # ---- dict / JSON in and out -------------------------------------------------------------
-
-    @classmethod
-    def field_names(cls) -> set[str]:
-        return {f.name for f in dataclasses.fields(cls)} - {"extra"}
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], **overrides: Any) -> "BertConfig":
-        """Build from a config.json dict; ``overrides`` win. Unknown keys go to ``extra``."""
-        if not isinstance(values, dict):
-            raise TypeError(f"a config must be a dict, got {type(values).__name__}")
-        model_type = values.get("model_type", "bert")
-        if model_type not in BERT_MODEL_TYPES:
-            raise ValueError(
-                f"this config.json describes a {model_type!r} model, not a BERT (model_type 'bert'); "
-                "minibert only builds BERT encoders"
-            )
-        merged = {**values, **overrides}
-        if "num_labels" in overrides and "id2label" not in overrides:
-            # A new label count (a fresh classifier) replaces the stored label names, as in transformers.
-            merged.pop("id2label", None)
-            merged.pop("label2id", None)
-        known = cls.field_names()
-        kwargs = {key: value for key, value in merged.items() if key in known}
-        extra = dict(values.get("extra", {}))
-        extra.update({key: value for key, value in merged.items() if key not in known and key != "extra"})
-        extra.pop("model_type", None)
-        # transformers spells the attention choice with a leading underscore in memory.
-        if "_attn_implementation" in extra and "attn_implementation" not in kwargs:
-            implementation = extra.pop("_attn_implementation")
-            if implementation in ATTENTION_IMPLEMENTATIONS:
-                kwargs["attn_implementation"] = implementation
-        return cls(**kwargs, extra=extra)
-
-    @classmethod
-    def from_json_file(cls, path: str | os.PathLike, **overrides: Any) -> "BertConfig":
-        """Read a config.json file."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise OSError(f"no config file at {path}") from None
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise OSError(f"{path} is not valid JSON ({error}); is it a config.json?") from None
-        if not isinstance(values, dict):
-            raise OSError(f"{path} holds a JSON {type(values).__name__}, not an object of config fields")
-        return cls.from_dict(values, **overrides)
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs: Any) -> "BertConfig":
-        """Read ``config.json`` from a local directory or a Hugging Face hub id.
-
-        Hub keyword arguments (cache_dir, revision, token, local_files_only) go to huggingface_hub;
-        the rest override config fields.
-        """
-        from .atomic import check_not_interrupted
-        from .hub import HUB_ARGUMENTS, resolve_file
-
-        hub = {key: kwargs.pop(key) for key in list(kwargs) if key in HUB_ARGUMENTS}
-        check_not_interrupted(name_or_path, CONFIG_NAME)  # a killed save removed it: say so
-        return cls.from_json_file(resolve_file(name_or_path, CONFIG_NAME, **hub), **kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The config.json contents: transformers' keys, plus the kept unknown ones."""
-        values = {"model_type": "bert", **self.extra}
-        for name in sorted(self.field_names() - {"attn_implementation"}):
-            values[name] = getattr(self, name)
-        values["id2label"] = {str(key): value for key, value in self.id2label.items()}
-        if values["architectures"] is None:
-            del values["architectures"]
-        return values
-
-    def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-
-    def save_pretrained(self, directory: str | os.PathLike) -> Path:
-        """Write ``directory/config.json`` atomically; returns its path."""
-        from .atomic import save_files
-
-        return save_files(directory, {CONFIG_NAME: self.write_json}) / CONFIG_NAME
-
-    def write_json(self, path: Path) -> None:
-        """Write this config as JSON to ``path`` (no staging: atomic.save_files decides where and when)."""
-        path.write_bytes(self.to_json_string().encode("utf-8"))
 
     def __repr__(self) -> str:
         return f"BertConfig {self.to_json_string()}"

@@ -4,6 +4,8 @@ both wrapped in "Add & Norm" (residual connection, then LayerNorm: post-norm, as
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
@@ -11,7 +13,6 @@ from torch.utils.checkpoint import checkpoint
 from .activations import ACTIVATIONS
 from .attention import SelfAttention
 from .config import BertConfig
-from .unpadded import PackedSequences
 
 
 class FeedForward(nn.Module):
@@ -41,7 +42,7 @@ class EncoderLayer(nn.Module):
 
     def forward(
         self, hidden: torch.Tensor, additive_mask: torch.Tensor | None, return_probs: bool = False,
-        packing: PackedSequences | None = None,
+        packing: Any = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """hidden (batch, seq, hidden) -> (batch, seq, hidden), probs (batch, heads, seq, seq) or None.
 
@@ -70,11 +71,11 @@ class Encoder(nn.Module):
         additive_mask: torch.Tensor | None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
-        packing: PackedSequences | None = None,
+        packing: Any = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
         """(batch, seq, hidden) -> last hidden state, every layer's input and output, every layer's probs.
 
-        With ``packing`` every hidden state is (total_tokens, hidden) instead (see unpadded.py).
+        With ``packing`` every hidden state is (total_tokens, hidden) instead (see fast/unpadded.py).
         """
         all_hidden = [hidden] if output_hidden_states else None
         all_probs = [] if output_attentions else None

@@ -17,7 +17,8 @@ from torch import nn
 
 from .activations import ACTIVATIONS
 from .config import BertConfig
-from .model import BertModel, BertModelOutput, ModelOutput, PreTrainedBert, init_tensor_
+from .loading.pretrained import ModelOutput, PreTrainedBert, init_tensor_
+from .model import BertModel, BertModelOutput
 
 
 @dataclass

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import BertConfig
+from .fast.unpadded import PackedSequences
 
 
 @dataclass
@@ -34,6 +35,21 @@ class CheckedInputs:
     @property
     def has_padding(self) -> bool:
         return self.lengths is not None and any(length < self.seq for length in self.lengths)
+
+
+def plan_packing(config: BertConfig, checked: CheckedInputs, attention_mask: torch.Tensor | None,
+                 has_pooler: bool, output_attentions: bool) -> PackedSequences | None:
+    """Where a padded batch runs on its real tokens only (fast/unpadded.py), the packing; else None.
+
+    Only with SDPA and without output_attentions (the eager path and the attention maps compute every
+    position, as transformers does), and only when every row's first position is a real token or no
+    pooler reads it (the pooler reads position 0, and transformers computes it even when it is padding).
+    """
+    if not checked.has_padding or config.attn_implementation != "sdpa" or output_attentions:
+        return None
+    if has_pooler and not checked.first_positions_real:
+        return None
+    return PackedSequences.from_lengths(attention_mask, checked.lengths, checked.row_lengths)
 
 
 def _check_ids_shape(name: str, ids: torch.Tensor, shape: tuple[int, int]) -> None:

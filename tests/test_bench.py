@@ -132,7 +132,7 @@ def test_import_and_load_stay_light(tiny_checkpoints):
 def test_skip_normal_init_only_on_meta():
     import torch
 
-    from minibert.model import SkipNormalInitOnMeta
+    from minibert.loading.pretrained import SkipNormalInitOnMeta
 
     with SkipNormalInitOnMeta():
         real = torch.zeros(1000).normal_()  # a real tensor is still initialised

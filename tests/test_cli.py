@@ -224,7 +224,7 @@ def test_parity_on_a_tiny_checkpoint(text_model, tmp_path, capsys):
 def test_parity_marks_the_first_row_over_tolerance(text_model, capsys, monkeypatch):
     """With sdpa held to bit-identity (which its other summation order cannot meet), the first
     layer after the embeddings fails; exit status 1 so that a CI job fails."""
-    import minibert.parity as parity
+    import minibert.cli.parity as parity
 
     monkeypatch.setitem(parity.TOLERANCES, ("sdpa", torch.float32), parity.Tolerance(0.0, 0.0))
     status, printed, _ = run(capsys, "parity", text_model, "Hello!", "The quick brown fox jumps over the lazy dog.",

@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import assert_close, assert_equal, reference_model, write_legacy_checkpoint
-from minibert import BertModel, varlen
-from minibert.model import DTYPE_NAMES
+from minibert import BertModel
+from minibert.fast import varlen
+from minibert.loading.dtypes import DTYPE_NAMES
 
 CUDA_ONLY = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
 DEVICES = ["cpu", pytest.param("cuda", marks=CUDA_ONLY)]

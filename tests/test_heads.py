@@ -37,7 +37,7 @@ from minibert import (
 )
 from minibert.cli import main as cli_main
 from minibert.heads import TASK_MODELS
-from minibert.weights import CheckpointError, minibert_to_checkpoint
+from minibert.loading.weights import CheckpointError, minibert_to_checkpoint
 from test_model import random_batch
 
 TINY = dict(TINY_CONFIGS["tiny"], num_labels=3)

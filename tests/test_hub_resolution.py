@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-import minibert.hub as hub
-from minibert.hub import resolve_file
+import minibert.loading.hub as hub
+from minibert.loading.hub import resolve_file
 from test_cli import CountingServer
 from text_checkpoint import write_hub_cache, write_text_checkpoint
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from minibert import BertModel
-from minibert.weights import LoadReport, NameMapping, explain_checkpoint_name, group_names
+from minibert.loading.weights import LoadReport, NameMapping, explain_checkpoint_name, group_names
 
 
 def test_explain_names_each_rule_in_order():

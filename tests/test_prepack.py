@@ -7,7 +7,7 @@ import torch
 
 import minibert
 from conftest import TINY_CONFIGS, assert_close
-from minibert.prepack import PrepackedLinear
+from minibert.fast.prepack import PrepackedLinear
 
 
 def test_prepacked_linear_matches_nn_linear():

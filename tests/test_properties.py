@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from minibert import BertConfig, BertModel  # noqa: E402
-from minibert.weights import minibert_to_checkpoint  # noqa: E402
+from minibert.loading.weights import minibert_to_checkpoint  # noqa: E402
 
 RTOL, ATOL = 1e-5, 1e-6
 

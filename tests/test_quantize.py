@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import minibert
-from minibert.conversion import fuse_linears
+from minibert.fast.conversion import fuse_linears
 from conftest import REPO, TINY_CONFIGS, assert_close, minilm_dir
 
-quantize_module = sys.modules["minibert.quantize"]  # the package's `quantize` is the function
+quantize_module = sys.modules["minibert.fast.quantize"]  # the package's `quantize` is the function
 DynamicInt8Linear = quantize_module.DynamicInt8Linear
 
 

@@ -1,4 +1,4 @@
-"""Unpadded execution (minibert/unpadded.py): the default for padded batches under SDPA.
+"""Unpadded execution (minibert/fast/unpadded.py): the default for padded batches under SDPA.
 
 Held three ways: against minibert's own padded path (the same layers on (batch, seq, hidden)),
 against transformers' sdpa on the real tokens (forward and gradients), and, at full size, against a
@@ -14,8 +14,8 @@ import torch
 
 from conftest import TINY_CONFIGS, assert_close, reference_model
 from minibert import BertModel
-from minibert.unpadded import PackedSequences
-from minibert.weights import minibert_to_checkpoint
+from minibert.fast.unpadded import PackedSequences
+from minibert.loading.weights import minibert_to_checkpoint
 
 RTOL, ATOL = 1e-5, 1e-6
 

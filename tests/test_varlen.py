@@ -1,4 +1,4 @@
-"""The GPU unpadded path (minibert/varlen.py), as far as a CPU can hold it.
+"""The GPU unpadded path (minibert/fast/varlen.py), as far as a CPU can hold it.
 
 The flash kernels run only on CUDA, so here they are replaced by a reference that honours the same
 contract (packed (total_tokens, heads, head_dim) tensors, int32 cumulative lengths, the longest
@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY_CONFIGS, assert_close
-from minibert import BertModel, varlen
-from minibert.unpadded import PackedSequences
+from minibert import BertModel
+from minibert.fast import varlen
+from minibert.fast.unpadded import PackedSequences
 from test_unpadded import ATOL, RTOL, batch_for, masks
 
 CUDA = torch.device("cuda")  # a device object needs no GPU: choose_kernel only looks at its type

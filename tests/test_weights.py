@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from conftest import TINY_CONFIGS, assert_equal, reference_model, transformers
 from minibert import BertConfig, BertModel
-from minibert.weights import CHECKPOINT_NAMES, CheckpointError, checkpoint_to_minibert, minibert_to_checkpoint
+from minibert.loading.weights import CHECKPOINT_NAMES, CheckpointError, checkpoint_to_minibert, minibert_to_checkpoint
 
 TINY = TINY_CONFIGS["tiny"]
 

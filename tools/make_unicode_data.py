@@ -1,4 +1,4 @@
-"""Write minibert/unicode_data.py: the character tables of BERT's basic tokenizer, read off the reference.
+"""Write minibert/tokenizer/unicode_data.py: the character tables of BERT's basic tokenizer, read off the reference.
 
 The reference is the Rust ``tokenizers`` library behind transformers' BertTokenizer. Its normalizer
 and pre-tokenizer classify characters with Unicode tables compiled into it (Unicode 8.0 categories,
@@ -6,7 +6,7 @@ and pre-tokenizer classify characters with Unicode tables compiled into it (Unic
 derive the tables from Unicode data at all: we ask the reference about every code point, in a few
 large batches, and write down what it did, as ranges. minibert then uses only these tables.
 
-    python tools/make_unicode_data.py            # rewrite minibert/unicode_data.py
+    python tools/make_unicode_data.py            # rewrite minibert/tokenizer/unicode_data.py
     python tools/make_unicode_data.py --check    # exit 1 if the file differs from the reference
 
 Needs the ``tokenizers`` package (the test extra installs it). tests/test_tokenizer.py runs
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tokenizers import normalizers, pre_tokenizers
 
-OUTPUT = Path(__file__).resolve().parent.parent / "minibert" / "unicode_data.py"
+OUTPUT = Path(__file__).resolve().parent.parent / "minibert" / "tokenizer" / "unicode_data.py"
 SEPARATOR = "|"  # a starter that no step changes, so each probe's output can be cut apart
 # Hangul syllables decompose by arithmetic (Unicode's algorithm); checked, not listed.
 HANGUL_FIRST, HANGUL_COUNT, JAMO_L, JAMO_V, JAMO_T, V_COUNT, T_COUNT = 0xAC00, 11172, 0x1100, 0x1161, 0x11A7, 21, 28
@@ -195,7 +195,7 @@ def lowercase_runs(mapping: dict[int, str]) -> str:
 
 
 def render(tables: dict) -> str:
-    """The text of minibert/unicode_data.py."""
+    """The text of minibert/tokenizer/unicode_data.py."""
     import tokenizers
 
     classes = "\n".join(f"    {value}: {hex_ranges(points)},"

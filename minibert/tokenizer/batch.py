@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .tokenizer import BertTokenizer
+# The tokenizer these functions serve (bert_tokenizer.BertTokenizer). Not imported: that module
+# imports this one, and these functions need only its attributes.
+BertTokenizer = Any
 
 PADDING = {"do_not_pad": None, "longest": "longest", "max_length": "max_length"}
 TRUNCATION = {"do_not_truncate": None, "longest_first": "longest_first", "only_first": "only_first",

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .activations import ACTIVATIONS
-from .attention import SelfAttention
-from .encoder import FeedForward
+from ..activations import ACTIVATIONS
+from ..attention import SelfAttention
+from ..encoder import FeedForward
 
 
 def check_input(hidden: torch.Tensor, layer: str) -> None:

@@ -12,8 +12,9 @@ import json
 import os
 from typing import Any
 
-from .config import CONFIG_NAME, BertConfig
-from .heads import (
+from ..config import BertConfig
+from .config_file import CONFIG_NAME
+from ..heads import (
     BertForMaskedLM,
     BertForMultipleChoice,
     BertForNextSentencePrediction,
@@ -22,7 +23,8 @@ from .heads import (
     BertForSequenceClassification,
     BertForTokenClassification,
 )
-from .model import BertModel, PreTrainedBert
+from ..model import BertModel
+from .pretrained import PreTrainedBert
 from .hub import HUB_ARGUMENTS, resolve_file
 
 

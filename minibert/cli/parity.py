@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from .config import CONFIG_NAME
-from .model import DTYPE_NAMES
-from .hub import resolve_file
+from ..loading.config_file import CONFIG_NAME
+from ..loading.dtypes import DTYPE_NAMES
+from ..loading.hub import resolve_file
 
 # The seed notebook's three sentences, then a padded batch of longer ones.
 DEFAULT_BATCHES = [
@@ -172,7 +172,7 @@ class _Runner:
     """Loads ``model`` in both libraries for one path and dtype at a time and collects their stages."""
 
     def __init__(self, model: str, batches: list[dict[str, torch.Tensor]], device: str, transformers: Any) -> None:
-        from . import heads
+        from .. import heads
 
         self.model, self.device, self.transformers, self.heads = model, device, transformers, heads
         self.batches = [{key: value.to(device) for key, value in batch.items()} for batch in batches]
@@ -188,7 +188,7 @@ class _Runner:
             self.notes.append(text)
 
     def ours(self, implementation: str, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        from .model import BertModel
+        from ..model import BertModel
 
         options = dict(attn_implementation=implementation, dtype=dtype, device=self.device)
         base = BertModel.from_pretrained(self.model, **options)
@@ -262,7 +262,7 @@ def make_batches(model: str, texts: list[str], vocab_size: int) -> tuple[list[di
     A checkpoint without vocab.txt gets seeded random ids of the same shapes, with a note; given
     texts then need a tokenizer, so that is an error.
     """
-    from .tokenizer import BertTokenizer
+    from ..tokenizer import BertTokenizer
 
     groups = [texts] if texts else DEFAULT_BATCHES
     try:

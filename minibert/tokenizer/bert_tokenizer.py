@@ -1,16 +1,7 @@
-"""BERT's WordPiece tokenizer, from scratch: text in, model inputs out.
+"""BertTokenizer: the basic tokenizer (basic.py) then WordPiece (wordpiece.py), under transformers' API.
 
-Two stages, each its own class:
-
-1. ``BasicTokenizer`` normalizes the text (drop control characters, turn every whitespace into a
-   space, put spaces around CJK ideographs, strip accents and lower-case per the flags) and splits
-   it into words: on whitespace, and around every punctuation character.
-2. ``WordPiece`` covers each word greedily with the longest vocabulary pieces, left to right; the
-   pieces after the first carry a ``##`` prefix. A word it cannot cover, or one longer than
-   ``max_input_chars_per_word``, becomes ``[UNK]``.
-
-``BertTokenizer`` adds what a model needs around them (special tokens, pairs, truncation, padding,
-tensors, offsets; see ``tokenizer_batch.py``) and decoding, under transformers' names. Its ids are
+It adds what a model needs around the two stages (special tokens, pairs, truncation, padding,
+tensors, offsets; see ``batch.py``), decoding, and loading and saving, under transformers' names. Its ids are
 those of transformers' ``BertTokenizer`` (the Rust ``tokenizers`` one), surprises included; each
 surprise is marked "Reference quirk" where we reproduce it.
 """
@@ -26,169 +17,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .tokenizer_batch import BatchEncoding, check_text, encode_batch
-from .unicode_tables import unicode_tables
+from .basic import BasicTokenizer
+from .batch import BatchEncoding, check_text, encode_batch
+from .wordpiece import WordPiece
 
 VOCAB_FILE = "vocab.txt"
 CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens_map.json"
 SPECIAL_TOKEN_NAMES = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
-
-# ---- Stage 1: basic tokenization --------------------------------------------------------------
-
-
-class BasicTokenizer:
-    """Text -> words: the reference's BertNormalizer followed by its BertPreTokenizer."""
-
-    def __init__(self, do_lower_case: bool = True, strip_accents: bool | None = None,
-                 tokenize_chinese_chars: bool = True) -> None:
-        self.do_lower_case = do_lower_case
-        # As in the original BERT, accents go whenever case goes, unless strip_accents says otherwise.
-        self.strip_accents = do_lower_case if strip_accents is None else strip_accents
-        self.tokenize_chinese_chars = tokenize_chinese_chars
-        self.tables = unicode_tables()
-
-        # The reference's steps, in its order; each maps text to text.
-        self.steps = [self.clean]
-        if tokenize_chinese_chars:
-            self.steps.append(self.space_out_cjk)
-        if self.strip_accents:
-            self.steps += [self.decompose, self.drop_marks]
-        if do_lower_case:
-            self.steps.append(self.lower)
-
-    def normalize(self, text: str) -> str:
-        """Clean, space out CJK, strip accents, lower-case, as the flags say."""
-        if text.isascii():
-            # Fast path: no CJK, no accents, so one C-level pass cleans (and lower-cases).
-            return text.translate(self.tables.ascii_clean_lower if self.do_lower_case else self.tables.ascii_clean)
-        for step in self.steps:
-            text = step(text)
-        return text
-
-    def clean(self, text: str) -> str:
-        """Drop control characters; every whitespace becomes a space."""
-        return self.tables.whitespace.sub(" ", self.tables.control.sub("", text))
-
-    def space_out_cjk(self, text: str) -> str:
-        """A space either side of each CJK ideograph, so that each is a word."""
-        return self.tables.cjk.sub(r" \g<0> ", text)
-
-    def decompose(self, text: str) -> str:
-        """NFD as the reference's (older) tables do it: "é" -> "e" + U+0301."""
-        text = text.translate(self.tables.decompose)
-        # Canonical reordering: each run of marks sorted by combining class (stable, so equal classes keep order).
-        return self.tables.mark_runs.sub(self._reorder, text)
-
-    def _reorder(self, run: re.Match[str]) -> str:
-        return "".join(sorted(run[0], key=self.tables.combining_class.__getitem__))
-
-    def drop_marks(self, text: str) -> str:
-        """Remove the nonspacing marks (the accents, once decomposed)."""
-        return self.tables.marks.sub("", text)
-
-    def lower(self, text: str) -> str:
-        """Lower-case as Rust does it, one character at a time (so "Σ" is always "σ": no final "ς")."""
-        return text.translate(self.tables.lowercase)
-
-    def origins(self, text: str) -> list[int]:
-        """For each character of ``normalize(text)``, the index in ``text`` of the one it came from."""
-        if text.isascii():
-            removed = self.tables.ascii_clean
-            return [index for index, char in enumerate(text) if removed.get(ord(char), 0) is not None]
-        origins = list(range(len(text)))
-        for step in self.steps:
-            if step == self.decompose:
-                origins = self._decomposed_origins(text, origins)
-            else:  # the other steps map each character on its own
-                origins = [origin for char, origin in zip(text, origins) for _ in range(len(step(char)))]
-            text = step(text)
-        return origins
-
-    def _decomposed_origins(self, text: str, origins: list[int]) -> list[int]:
-        """Origins through NFD, assigned as the reference's aligner does.
-
-        Each character decomposes on its own: its first piece replaces it, the others are inserted.
-        Canonical reordering then sorts each run of marks by combining class, and the pieces keep
-        their kind: in the new order, replacing pieces take the old characters' origins one by one,
-        and an inserted piece the origin of the last one taken.
-        """
-        classes = self.tables.combining_class
-        pieces = [(classes.get(piece, 0), index == 0)
-                  for char in text for index, piece in enumerate(self.decompose(char))]
-        reordered: list[tuple[int, bool]] = []
-        marks: list[tuple[int, bool]] = []
-        for piece in pieces + [(0, True)]:  # a last starter flushes the last run of marks
-            if piece[0]:
-                marks.append(piece)
-            else:
-                reordered += sorted(marks, key=lambda mark: mark[0]) + [piece]  # stable, as NFD's reordering
-                marks = []
-        taken, new_origins = 0, []
-        for _, replaces in reordered[:-1]:
-            new_origins.append(origins[taken] if replaces else origins[max(taken - 1, 0)])
-            taken += replaces
-        return new_origins
-
-    def split(self, normalized: str) -> list[str]:
-        """Normalized text -> words: split on whitespace, each punctuation character a word."""
-        return self.tables.words.findall(normalized)
-
-    def spans(self, normalized: str) -> list[tuple[int, int]]:
-        """Like ``split``, as (start, end) character positions in ``normalized``."""
-        return [match.span() for match in self.tables.words.finditer(normalized)]
-
-    def tokenize(self, text: str) -> list[str]:
-        """Text -> words."""
-        return self.split(self.normalize(text))
-
-
-# ---- Stage 2: WordPiece ---------------------------------------------------------------------
-
-
-class WordPiece:
-    """Word -> vocabulary pieces, greedy longest-match-first; ``##`` marks a continuation."""
-
-    CACHE_SIZE = 1 << 18  # words; cleared when full, which in practice means never
-
-    def __init__(self, vocab: dict[str, int], unk_token: str = "[UNK]", max_input_chars_per_word: int = 100,
-                 prefix: str = "##") -> None:
-        self.vocab = vocab
-        self.unk_id = vocab[unk_token]
-        self.max_input_chars_per_word = max_input_chars_per_word
-        self.prefix = prefix
-        self.longest = max(map(len, vocab), default=0)  # no piece is longer, so no longer match is tried
-        self.cache: dict[str, tuple[int, ...]] = {}
-
-    def spans(self, word: str) -> list[tuple[int, int, int]]:
-        """(id, start, end) of each piece of ``word``; a single [UNK] when it cannot be covered."""
-        unknown = [(self.unk_id, 0, len(word))]
-        if len(word) > self.max_input_chars_per_word:
-            return unknown
-        pieces, start = [], 0
-        while start < len(word):
-            prefix = self.prefix if start else ""
-            for end in range(min(len(word), start + self.longest), start, -1):
-                piece_id = self.vocab.get(prefix + word[start:end])
-                if piece_id is not None:
-                    pieces.append((piece_id, start, end))
-                    start = end
-                    break
-            else:  # no piece starts here: the whole word is unknown, not just this part
-                return unknown
-        return pieces
-
-    def ids(self, word: str) -> tuple[int, ...]:
-        """The piece ids of ``word``, remembered: real text repeats its words."""
-        ids = self.cache.get(word)
-        if ids is None:
-            if len(self.cache) >= self.CACHE_SIZE:
-                self.cache.clear()
-            ids = self.cache[word] = tuple(piece_id for piece_id, _, _ in self.spans(word))
-        return ids
-
-
-# ---- The tokenizer -------------------------------------------------------------------------
 
 
 class BertTokenizer:
@@ -278,7 +114,7 @@ class BertTokenizer:
         """
         hub = dict(cache_dir=cache_dir, revision=revision, token=token, local_files_only=local_files_only)
         # Imported here so that the tokenizer module itself needs only the standard library.
-        from .hub import resolve_file
+        from ..loading.hub import resolve_file
 
         vocab_file = resolve_file(name_or_path, VOCAB_FILE, required=True, **hub)
         settings: dict[str, Any] = {}
@@ -292,9 +128,9 @@ class BertTokenizer:
     def save_pretrained(self, directory: str | os.PathLike) -> tuple[str, ...]:
         """Write vocab.txt, tokenizer_config.json and special_tokens_map.json, readable by transformers.
 
-        All or nothing, as the model's save (see atomic.py): vocab.txt, which loading needs, goes in last.
+        All or nothing, as the model's save (see loading/atomic.py): vocab.txt, which loading needs, goes in last.
         """
-        from .atomic import save_files
+        from ..loading.atomic import save_files
 
         directory = Path(directory)
         specials = {name: getattr(self, name) for name in SPECIAL_TOKEN_NAMES}

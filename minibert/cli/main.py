@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
-from .config import BertConfig
-from .model import BertModel, parse_dtype
-from .tokenizer import BertTokenizer
+from ..config import BertConfig
+from ..loading.dtypes import parse_dtype
+from ..model import BertModel
+from ..tokenizer import BertTokenizer
 
 DEFAULT_MODEL = "bert-base-cased"
 # The seed notebook's three sentences, and the ids it fed the model for them when it skipped tokenizing.
@@ -72,7 +73,7 @@ def load_with_tokenizer(args: argparse.Namespace, model_class: type = None) -> t
 
 def fill_mask(args: argparse.Namespace) -> int:
     """Print the top-k tokens for each [MASK] in the text, with their probabilities."""
-    from .auto import AutoModelForMaskedLM
+    from ..loading.auto import AutoModelForMaskedLM
 
     model, tokenizer = load_with_tokenizer(args, AutoModelForMaskedLM)
     input_ids = tokenizer(args.text, return_tensors="pt")["input_ids"]  # (1, seq)
@@ -127,7 +128,7 @@ def attention_command(args: argparse.Namespace) -> int:
 
 def inspect_command(args: argparse.Namespace) -> int:
     """Every checkpoint tensor, the parameter it became and the rule that did it; counts; the config."""
-    from . import heads
+    from .. import heads
     from .inspection import format_counts, format_rows, inspect_checkpoint, parameter_counts
 
     model_class = BertModel if args.model_class == "BertModel" else getattr(heads, args.model_class, None)
@@ -147,7 +148,7 @@ def inspect_command(args: argparse.Namespace) -> int:
 
 def parity_command(args: argparse.Namespace) -> int:
     """Per stage, minibert against transformers (exit 1 when a tolerance is exceeded)."""
-    from .config import BertConfig as Config
+    from ..config import BertConfig as Config
     from .parity import make_batches, run_parity
     from .parity_report import first_exceeded, format_tables, tables_to_json, write_json
 
@@ -170,7 +171,7 @@ def bench(args: argparse.Namespace) -> int:
     """Run benchmarks/run.py (it lives in the source checkout, beside this package) with the given options."""
     import importlib.util
 
-    runner = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+    runner = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
     if not runner.is_file():
         print(f"error: {runner} not found; the benchmarks come with a source checkout of minibert", file=sys.stderr)
         return 2

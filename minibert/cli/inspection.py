@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import PreTrainedBert
+from ..loading.pretrained import PreTrainedBert
 from .text_table import format_table
-from .hub import HUB_ARGUMENTS, resolve_weight_files
-from .weights import BASE_PREFIX, explain_checkpoint_name, read_tensors
+from ..loading.hub import HUB_ARGUMENTS, resolve_weight_files
+from ..loading.weights import BASE_PREFIX, explain_checkpoint_name, read_tensors
 
 
 @dataclass
