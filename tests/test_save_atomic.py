@@ -8,6 +8,7 @@ grandchild per kill from a process that has already imported torch, so the run t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -226,6 +227,8 @@ def test_transformers_loads_what_minibert_saves_and_the_metadata_says_pt(tiny_ch
 
     saved = BertModel.from_pretrained(tiny_checkpoints["tiny"]).save_pretrained(tmp_path)
     with safe_open(saved / "model.safetensors", framework="pt") as handle:
-        assert handle.metadata() == {"format": "pt"}
+        # "pt" for transformers; the digest pairs the weights with the config.json saved with them.
+        assert handle.metadata() == {"format": "pt", "minibert_config_sha256":
+                                     hashlib.sha256((saved / "config.json").read_bytes()).hexdigest()}
     _, info = transformers.BertModel.from_pretrained(str(saved), output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]

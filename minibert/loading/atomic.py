@@ -58,13 +58,21 @@ def save_files(directory: str | os.PathLike, writers: dict[str, Writer], complet
     return directory
 
 
+class SaveInProgressError(OSError):
+    """A folder's files do not belong together yet: a save into it is running (a loader may retry)."""
+
+
 def check_not_interrupted(directory: str | os.PathLike, name: str) -> None:
-    """Raise OSError when ``directory`` lacks ``name`` because a save into it was killed midway."""
+    """Raise OSError when ``directory`` lacks ``name`` because a save into it was killed midway, and
+    SaveInProgressError when the save that removed it is still running."""
     directory = Path(directory)
     if not directory.is_dir() or (directory / name).exists():
         return
     for staging in sorted(path for path in directory.iterdir() if STAGING.fullmatch(path.name)):
         if (staging / name).exists():
+            pid = int(STAGING.fullmatch(staging.name).group(1))
+            if _is_running(pid):
+                raise SaveInProgressError(f"{directory} has no {name} for a moment: process {pid} is saving into it")
             raise OSError(
                 f"{directory} has no {name}: a save into it was interrupted before it completed ({staging.name} "
                 "is left from it). Save again; the files there may be old or new."
