@@ -28,12 +28,15 @@ Writer = Callable[[Path], None]  # fills the file at the given path
 STAGING = re.compile(r"\.minibert-save\.(\d+)\.[0-9a-f]{8}\.tmp")
 
 
-def save_files(directory: str | os.PathLike, writers: dict[str, Writer], completing: str | None = None) -> Path:
+def save_files(directory: str | os.PathLike, writers: dict[str, Writer], completing: str | None = None,
+               removing: tuple[str, ...] = ()) -> Path:
     """Write ``directory/name`` for each ``name, write`` in ``writers``, all or nothing.
 
     ``completing`` (default: the last name) is the file renamed into place last. Each file gets the
     permissions a plain ``open(path, "w")`` would give a new file (0o666 less the umask). A write
-    that raises leaves the old files as they were and nothing else.
+    that raises leaves the old files as they were and nothing else. ``removing``: files the new
+    ones make stale (another library's description of the same thing); they go together with the
+    completing file, before any new file is renamed in, so no moment shows them beside new files.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -43,9 +46,10 @@ def save_files(directory: str | os.PathLike, writers: dict[str, Writer], complet
     try:
         for name, write in writers.items():
             _write_file(staging / name, write)
-        if len(writers) > 1:
+        if len(writers) > 1 or removing:
             # From here until the last rename the folder lacks its completing file, so it cannot load.
-            (directory / completing).unlink(missing_ok=True)
+            for name in (completing, *removing):
+                (directory / name).unlink(missing_ok=True)
             _sync_directory(directory)
         for name in writers:
             if name != completing:
