@@ -18,19 +18,7 @@ import torch
 
 from conftest import REPO
 from minibert import BertModel
-from minibert.cli import main
-from text_checkpoint import write_text_checkpoint
-
-
-@pytest.fixture(scope="module")
-def text_model(tmp_path_factory):
-    return write_text_checkpoint(tmp_path_factory.mktemp("text-model"))
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    status = main([str(arg) for arg in argv])
-    printed = capsys.readouterr()
-    return status, printed.out, printed.err
+from test_cli import run, text_model  # noqa: F401  (text_model is a fixture)
 
 
 def disk_full_after_a_few_bytes(target) -> None:
