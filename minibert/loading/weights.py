@@ -298,7 +298,10 @@ def load_into(model: torch.nn.Module, files: list[Path], *, strict: bool = True,
     wrong_shapes = []
     cast: list[str] = []  # integer tensors, cast to floating point
     integers: dict[str, torch.Tensor] = {}  # ... whose dtype (with dtype="auto") the others decide
+    first_floating: torch.dtype | None = None  # with dtype="auto", the integer tensors get it (below)
     for source, tensor in read_tensors(files, config_digest=config_digest):
+        if first_floating is None and tensor.is_floating_point():
+            first_floating = tensor.dtype  # of any tensor, used or not, in file order: as transformers decides
         known, target = checkpoint_to_minibert(source)
         if known and target is None:
             report.dropped.append(source)
@@ -331,8 +334,9 @@ def load_into(model: torch.nn.Module, files: list[Path], *, strict: bool = True,
     if wrong_shapes:
         raise CheckpointError("checkpoint tensors have the wrong shape for this config:\n  " + "\n  ".join(wrong_shapes))
     if integers:
-        dtypes = [tensor.dtype for tensor in loaded.values()]
-        common = max(set(dtypes), key=dtypes.count) if dtypes else torch.get_default_dtype()
+        # transformers' dtype="auto" (without a dtype in config.json) is the checkpoint's first floating
+        # dtype; the integer tensors get that one, also where the floating tensors' dtypes are mixed.
+        common = first_floating or torch.get_default_dtype()
         for full_name, tensor in integers.items():
             loaded[full_name] = tensor.to(device=device or tensor.device, dtype=common)
             report.used.append(full_name)
