@@ -18,6 +18,7 @@ from ..config import BertConfig
 from ..loading.dtypes import parse_dtype
 from ..model import BertModel
 from ..tokenizer import BertTokenizer
+from .arguments import check_device, device_name, dtype_name, implementation_names, positive_int
 
 DEFAULT_MODEL = "bert-base-cased"
 DESCRIPTION = """BERT from scratch in plain PyTorch: run a checkpoint, look inside it, and compare it
@@ -211,53 +212,6 @@ def bench(args: argparse.Namespace) -> int:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.main(args.options)
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def device_name(text: str) -> str:
-    try:
-        return str(torch.device(text))
-    except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1, mps)") from None
-
-
-def check_device(name: str) -> None:
-    """Raise ValueError when this torch cannot run on ``--device name``, saying what can."""
-    device = torch.device(name)
-    if device.type == "meta":
-        raise ValueError("--device meta holds shapes but no values, so nothing can be computed; use cpu or cuda")
-    if device.type == "cpu":
-        return
-    backend = getattr(torch, device.type, None)
-    is_available = getattr(backend, "is_available", None)
-    if device.type == "mps":
-        is_available = torch.backends.mps.is_available
-    if is_available is None or not is_available():
-        raise ValueError(f"--device {name}: this torch ({torch.__version__}) cannot use {device.type} "
-                         f"(not built for it, or no such device here); use --device cpu")
-    count = getattr(backend, "device_count", lambda: 1)()
-    if device.index is not None and device.index >= count:
-        raise ValueError(f"--device {name}: there are {count} {device.type} device(s), numbered from 0")
-
-
-def dtype_name(text: str) -> torch.dtype:
-    try:
-        return parse_dtype(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def implementation_names(text: str) -> str:
-    names = [name.strip() for name in text.split(",")]
-    if not names or any(name not in ("eager", "sdpa") for name in names):
-        raise argparse.ArgumentTypeError(f"expected eager, sdpa or eager,sdpa, got {text!r}")
-    return ",".join(names)
 
 
 def build_parser() -> argparse.ArgumentParser:
