@@ -101,8 +101,11 @@ def model_state(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 def tokenizer_state(folder: Path) -> tuple:
+    """What minibert loads, and whether transformers would read a tokenizer.json instead (only the old
+    folder has one: a save removes it with the files it replaces, never later)."""
     tokenizer = BertTokenizer.from_pretrained(folder)
-    return tokenizer.id_to_token, tokenizer.do_lower_case, tokenizer.strip_accents, tokenizer.model_max_length
+    return (tokenizer.id_to_token, tokenizer.do_lower_case, tokenizer.strip_accents, tokenizer.model_max_length,
+            (folder / "tokenizer.json").exists())
 
 
 def same_model(a: tuple[dict, dict[str, torch.Tensor]], b: tuple[dict, dict[str, torch.Tensor]]) -> bool:
@@ -138,6 +141,10 @@ def test_a_killed_save_leaves_old_new_or_a_clear_error(tiny_checkpoints, tmp_pat
     old_model = tiny_checkpoints["tiny"]  # written by transformers: no trace of minibert in it
     new_model = changed_model(old_model, tmp_path / "new-model")
     old_tokenizer = tokenizer_folder(tmp_path / "old-tok", ["hello", "world"])
+    from conftest import transformers  # the old folder as transformers leaves it: with its tokenizer.json
+
+    transformers.BertTokenizerFast(vocab_file=str(old_tokenizer / "vocab.txt")).backend_tokenizer.save(
+        str(old_tokenizer / "tokenizer.json"))
     new_tokenizer = tokenizer_folder(tmp_path / "new-tok", ["Hello", "World", "##s"], do_lower_case=False,
                                      model_max_length=128)
     jobs = [dict(kind="model", old=str(old_model), new=str(new_model), work=str(tmp_path / "model-kills")),
