@@ -6,7 +6,8 @@ files that belong together (config.json and model.safetensors; vocab.txt and the
 settings) removes one of them, the *completing file*, before it renames anything, and renames it
 into place last. Loading needs that file, so a save killed between the first and the last rename
 leaves a folder that refuses to load (see ``check_not_interrupted``), never new weights under an
-old config.
+old config. (A load that runs *while* a save runs could still read config.json before the save and
+the weights after it; for that, the weights record their config's digest: loading/pretrained.py.)
 
 The staging folder is ``.minibert-save.{pid}.{random}.tmp``; whatever a writer puts there (safetensors
 writes through a temporary file of its own) goes with it. A later save into the folder removes the

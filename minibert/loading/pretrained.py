@@ -137,6 +137,10 @@ class PreTrainedBert(nn.Module):
         Keyword arguments that name config fields (attn_implementation="eager", num_labels=3, ...)
         override config.json; cache_dir, revision, token, local_files_only and force_download go to
         huggingface_hub. ``torch_dtype``/``dtype`` converts floating tensors ("auto" keeps the file's).
+
+        Weights saved by minibert record the sha256 of the config.json saved with them; a config.json
+        that is not that one (a save into the folder is running) is read again, with the weights, a few
+        times, then refused with an OSError. ``config=`` skips the check: the caller chose the config.
         """
         hub = {key: kwargs.pop(key) for key in list(kwargs) if key in HUB_ARGUMENTS}
         unknown = set(kwargs) - BertConfig.field_names()
@@ -209,6 +213,8 @@ class PreTrainedBert(nn.Module):
         transformers' ``from_pretrained`` of the matching class loads the result with nothing missing.
         A save that fails leaves the old files; one killed midway may leave a folder without config.json,
         which then refuses to load (saying so), never new weights under the old config (see loading/atomic.py).
+        model.safetensors' metadata records the sha256 of the config.json bytes written beside it, so that a
+        load running during the save cannot pair one save's config with the other's weights either.
         A model converted for inference (minibert.quantize, minibert.prepack) is refused before anything is written.
         """
         refuse_if_converted(self)
