@@ -22,6 +22,7 @@ from .batch import BatchEncoding, check_text, encode_batch
 from .wordpiece import WordPiece
 
 VOCAB_FILE = "vocab.txt"
+FAST_TOKENIZER_FILE = "tokenizer.json"  # transformers' (tokenizers') own description; minibert does not write it
 CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens_map.json"
 SPECIAL_TOKEN_NAMES = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -119,8 +120,10 @@ class BertTokenizer:
         """
         hub = dict(cache_dir=cache_dir, revision=revision, token=token, local_files_only=local_files_only)
         # Imported here so that the tokenizer module itself needs only the standard library.
+        from ..loading.atomic import check_not_interrupted
         from ..loading.hub import resolve_file
 
+        check_not_interrupted(name_or_path, VOCAB_FILE)  # a killed save removed it: say so, as the model's loader
         vocab_file = resolve_file(name_or_path, VOCAB_FILE, required=True, **hub)
         settings: dict[str, Any] = {}
         for file in (CONFIG_FILE, SPECIAL_TOKENS_FILE):  # as in transformers, the special tokens map wins
@@ -134,6 +137,8 @@ class BertTokenizer:
         """Write vocab.txt, tokenizer_config.json and special_tokens_map.json, readable by transformers.
 
         All or nothing, as the model's save (see loading/atomic.py): vocab.txt, which loading needs, goes in last.
+        A tokenizer.json there (transformers' fast tokenizer, which transformers reads before vocab.txt)
+        would describe another tokenizer: it is removed in the same step.
         """
         from ..loading.atomic import save_files
 
@@ -150,7 +155,8 @@ class BertTokenizer:
         files = {VOCAB_FILE: "".join(token + "\n" for token in self.id_to_token),
                  CONFIG_FILE: json.dumps(config, indent=2, ensure_ascii=False) + "\n",
                  SPECIAL_TOKENS_FILE: json.dumps(specials, indent=2, ensure_ascii=False) + "\n"}
-        save_files(directory, {name: _text_writer(content) for name, content in files.items()}, completing=VOCAB_FILE)
+        save_files(directory, {name: _text_writer(content) for name, content in files.items()}, completing=VOCAB_FILE,
+                   removing=(FAST_TOKENIZER_FILE,))
         return tuple(str(directory / name) for name in files)
 
     def train_new_from_iterator(self, text_iterator: Iterable[str | list[str]], vocab_size: int,
