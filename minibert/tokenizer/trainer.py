@@ -104,11 +104,24 @@ def initial_vocabulary(word_counts: dict[str, int], special_tokens: list[str], l
     vocabulary += [char for char in sorted(alphabet(word_counts, limit_alphabet, initial_alphabet))
                    if char not in vocabulary]
     # Rule (continuation pieces): a character that is not the first of its word becomes "##" + char.
-    # The reference gives these ids as it meets them in a hash map of words, so in a different order on
-    # every run, and the ids break ties between equally frequent pairs. Canonical order: sorted.
+    # The reference numbers these as it first meets them while iterating a hash map of words, so in a
+    # different order on every run, and the numbers break ties between equally frequent pairs.
+    # Canonical order: by the number of distinct words the character continues, most first (so the
+    # order the reference gives on average: a character in many words is met early), then by code
+    # point. Plain code-point order would be as deterministic but atypical: its vocabulary would lie at
+    # the edge of the reference's runs instead of among them (docs/vocabulary.md).
     known = set(vocabulary)
-    continued = {char for word in word_counts for char in word[1:] if char in known}
-    return vocabulary + sorted(PREFIX + char for char in continued if PREFIX + char not in known)
+    carriers: dict[str, int] = {}  # character -> the number of distinct words it continues
+    first_seen: dict[str, tuple[str, int]] = {}  # character -> (first word it continues, its place there)
+    for word in sorted(word_counts):
+        for place, char in enumerate(word[1:], 1):
+            if char in known and char not in first_seen:
+                first_seen[char] = (word, place)
+        for char in set(word[1:]):
+            if char in known:
+                carriers[char] = carriers.get(char, 0) + 1
+    order = sorted(carriers, key=lambda char: (-carriers[char], first_seen[char], char))
+    return vocabulary + [PREFIX + char for char in order if PREFIX + char not in known]
 
 
 def merge_pairs(word_counts: dict[str, int], vocabulary: list[str], vocab_size: int, min_frequency: int = 0,
