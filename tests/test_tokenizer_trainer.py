@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import sysconfig
@@ -182,6 +183,36 @@ def test_bad_input_is_refused(vocab_file):
         old.train_new_from_iterator(ENGLISH, 100, min_frequency=-1, show_progress=False)
     with pytest.raises(TypeError, match="unexpected keyword"):
         old.train_new_from_iterator(ENGLISH, 100, vocabulary_size=3)
+    with pytest.raises(TypeError, match="got int"):
+        old.train_new_from_iterator(5, 100)
+    with pytest.raises(TypeError, match="not one string"):
+        old.train_new_from_iterator(ENGLISH, 100, new_special_tokens="[X]")
+    with pytest.raises(TypeError, match="initial_alphabet"):
+        old.train_new_from_iterator(ENGLISH, 100, initial_alphabet=[1], show_progress=False)
+
+
+def test_batches_new_and_renamed_special_tokens_and_saving(vocab_file, tmp_path):
+    """Batches (lists of texts) count as their texts; renamed and new special tokens take the places the
+    reference gives them, stay whole in text, and survive save_pretrained for both libraries."""
+    old = BertTokenizer(vocab_file)
+    new = old.train_new_from_iterator([ENGLISH[:3], ENGLISH[3:]], 150, new_special_tokens=["[NEW]"],
+                                      special_tokens_map={"[CLS]": "<cls>"}, show_progress=False)
+    assert new.id_to_token == ours(vocab_file, ENGLISH, 150, new_special_tokens=["[NEW]"],
+                                   special_tokens_map={"[CLS]": "<cls>"})
+    reference = reference_runs(vocab_file, ENGLISH, 150, runs=1, new_special_tokens=["[NEW]"],
+                               special_tokens_map={"[CLS]": "<cls>"})[0]
+    assert new.id_to_token[:6] == reference[:6] == ["[PAD]", "[UNK]", "[MASK]", "[SEP]", "<cls>", "[NEW]"]
+    assert new.cls_token == "<cls>" and new.tokenize("a [NEW] b <cls>") == ["a", "[NEW]", "b", "<cls>"]
+    new.save_pretrained(tmp_path)
+    assert BertTokenizer.from_pretrained(tmp_path).tokenize("a [NEW] b") == ["a", "[NEW]", "b"]
+    assert transformers.BertTokenizerFast.from_pretrained(tmp_path).tokenize("a [NEW] b") == ["a", "[NEW]", "b"]
+
+
+def test_progress_bar_when_asked(vocab_file, capsys):
+    BertTokenizer(vocab_file).train_new_from_iterator(ENGLISH, 100)  # show_progress=True, as transformers
+    assert {"Count words", "Compute merges"} <= set(re.findall(r"Count words|Compute merges", capsys.readouterr().err))
+    BertTokenizer(vocab_file).train_new_from_iterator(ENGLISH, 100, show_progress=False)
+    assert capsys.readouterr().err == ""
 
 
 # ---- as close to the reference as it is to itself ------------------------------------------------
