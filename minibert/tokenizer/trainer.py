@@ -35,8 +35,8 @@ def train_new_tokenizer(tokenizer: Any, text_iterator: Iterable[Any], vocab_size
                              [rename.get(token, token) for token in specials] + new, length=length, **options)
     return type(tokenizer)(
         tokens, tokenizer.do_lower_case, tokenizer.strip_accents, tokenizer.tokenize_chinese_chars,
-        model_max_length=tokenizer.model_max_length, max_input_chars_per_word=tokenizer.max_input_chars_per_word,
-        clean_up_tokenization_spaces=tokenizer.clean_up_tokenization_spaces,
+        model_max_length=tokenizer.model_max_length, clean_up_tokenization_spaces=tokenizer.clean_up_tokenization_spaces,
+        max_input_chars_per_word=tokenizer.wordpiece.max_input_chars_per_word,
         extra_special_tokens=[rename.get(token, token) for token in tokenizer.extra_special_tokens] + new,
         **{name: rename.get(getattr(tokenizer, name), getattr(tokenizer, name)) for name in names})
 
