@@ -153,14 +153,17 @@ class BertTokenizer:
 
     def train_new_from_iterator(self, text_iterator: Iterable[str | list[str]], vocab_size: int,
                                 length: int | None = None, new_special_tokens: list[str] | None = None,
-                                special_tokens_map: dict[str, str] | None = None, **options: Any) -> BertTokenizer:
+                                special_tokens_map: dict[str, str] | None = None, *, min_frequency: int = 0,
+                                show_progress: bool = True, limit_alphabet: int | None = None,
+                                initial_alphabet: Iterable[str] = ()) -> BertTokenizer:
         """This tokenizer's settings and special tokens (renamed by ``special_tokens_map``, plus ``new_special_tokens``)
-        with a vocabulary trained on the texts (strings or lists of strings) by the Rust WordPieceTrainer's rules
-        (trainer.py). ``options``: min_frequency=0, show_progress=True, limit_alphabet=None, initial_alphabet=()."""
+        with a vocabulary trained on the texts (strings or lists of strings) by the Rust WordPieceTrainer's rules,
+        with its defaults (trainer.py). ``length``: how many texts, for the progress bar."""
         from .trainer import train_new_tokenizer
 
         return train_new_tokenizer(self, text_iterator, vocab_size, length, new_special_tokens, special_tokens_map,
-                                   **options)
+                                   min_frequency=min_frequency, show_progress=show_progress,
+                                   limit_alphabet=limit_alphabet, initial_alphabet=initial_alphabet)
 
     # -- text -> ids --
 
