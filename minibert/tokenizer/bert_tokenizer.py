@@ -66,8 +66,7 @@ class BertTokenizer:
         if self.never_split:
             warnings.warn("never_split has no effect, as in transformers' BertTokenizer", stacklevel=2)
 
-        # vocab.txt, or its tokens in id order (as train_new_from_iterator makes them)
-        self.vocab_file = None if isinstance(vocab_file, list) else Path(vocab_file)
+        self.vocab_file = None if isinstance(vocab_file, list) else Path(vocab_file)  # or the tokens, in id order
         self.id_to_token = list(vocab_file) if self.vocab_file is None else _read_vocab(self.vocab_file)
         self.vocab = {token: index for index, token in enumerate(self.id_to_token)}  # a repeated line: last id
         self.do_lower_case = do_lower_case
@@ -80,13 +79,12 @@ class BertTokenizer:
         specials = dict(unk_token=unk_token, sep_token=sep_token, pad_token=pad_token, cls_token=cls_token,
                         mask_token=mask_token)
         self.extra_special_tokens = list(extra_special_tokens)
-        for name, token in [*specials.items(), *(("extra_special_tokens", token) for token in self.extra_special_tokens)]:
+        for name, token in [*specials.items(), *(("extra special token", token) for token in self.extra_special_tokens)]:
             if not isinstance(token, str) or token not in self.vocab:
                 raise ValueError(f"{name} {token!r} is not in {self.vocab_file or 'the vocabulary'}")
         for name, token in specials.items():
             setattr(self, name, token)
             setattr(self, name + "_id", self.vocab[token])
-        self.max_input_chars_per_word = max_input_chars_per_word
         self.wordpiece = WordPiece(self.vocab, unk_token, max_input_chars_per_word)
         self.all_special_ids = {self.vocab[token] for token in [*specials.values(), *self.extra_special_tokens]}
         # The special tokens are found in the raw text, before normalization, so "[CLS]" is one token
@@ -161,15 +159,17 @@ class BertTokenizer:
 
     def train_new_from_iterator(self, text_iterator: Iterable[str | list[str]], vocab_size: int,
                                 length: int | None = None, new_special_tokens: list[str] | None = None,
-                                special_tokens_map: dict[str, str] | None = None, **options: Any) -> BertTokenizer:
-        """A new tokenizer with this one's normalisation and special tokens (renamed by ``special_tokens_map``,
-        plus ``new_special_tokens``), its vocabulary trained on the texts (strings or lists of strings) by the
-        Rust WordPieceTrainer's rules. ``options``: min_frequency=0, show_progress=True, limit_alphabet=None,
-        initial_alphabet=(). See trainer.py."""
+                                special_tokens_map: dict[str, str] | None = None, *, min_frequency: int = 0,
+                                show_progress: bool = True, limit_alphabet: int | None = None,
+                                initial_alphabet: Iterable[str] = ()) -> BertTokenizer:
+        """This tokenizer's settings and special tokens (renamed by ``special_tokens_map``, plus ``new_special_tokens``)
+        with a vocabulary trained on the texts (strings or lists of strings) by the Rust WordPieceTrainer's rules,
+        with its defaults (trainer.py). ``length``: how many texts, for the progress bar."""
         from .trainer import train_new_tokenizer
 
         return train_new_tokenizer(self, text_iterator, vocab_size, length, new_special_tokens, special_tokens_map,
-                                   **options)
+                                   min_frequency=min_frequency, show_progress=show_progress,
+                                   limit_alphabet=limit_alphabet, initial_alphabet=initial_alphabet)
 
     # -- text -> ids --
 

@@ -2,7 +2,7 @@
 
 That trainer is a BPE trainer whose continuation pieces carry a "##" prefix: count the words, take
 their characters as the alphabet, then repeatedly merge the most frequent pair of adjacent pieces
-into a new piece until the vocabulary is full. Every rule below is marked "Rule:" where it is
+into a new piece until the vocabulary is full. Every rule is marked "Rule (...)" where it is
 applied (docs/vocabulary.md lists them). Where the reference leaves an order to a hash map, and so
 gives a different vocabulary from run to run, minibert fixes one: those places are marked "Canonical
 order" (huggingface/tokenizers issue 1794, PR 2066). The result depends only on the texts and the
@@ -23,6 +23,8 @@ def train_new_tokenizer(tokenizer: Any, text_iterator: Iterable[Any], vocab_size
                         **options: Any) -> Any:
     """BertTokenizer.train_new_from_iterator: a tokenizer like ``tokenizer`` (normalisation, special tokens,
     settings) with a vocabulary trained on ``text_iterator``. ``options`` go to train_wordpiece."""
+    if isinstance(new_special_tokens, str):
+        raise TypeError("new_special_tokens must be a list of strings, not one string")
     rename = dict(special_tokens_map or {})
     new = list(new_special_tokens or [])
     names = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -33,8 +35,8 @@ def train_new_tokenizer(tokenizer: Any, text_iterator: Iterable[Any], vocab_size
                              [rename.get(token, token) for token in specials] + new, length=length, **options)
     return type(tokenizer)(
         tokens, tokenizer.do_lower_case, tokenizer.strip_accents, tokenizer.tokenize_chinese_chars,
-        model_max_length=tokenizer.model_max_length, max_input_chars_per_word=tokenizer.max_input_chars_per_word,
-        clean_up_tokenization_spaces=tokenizer.clean_up_tokenization_spaces,
+        model_max_length=tokenizer.model_max_length, clean_up_tokenization_spaces=tokenizer.clean_up_tokenization_spaces,
+        max_input_chars_per_word=tokenizer.wordpiece.max_input_chars_per_word,
         extra_special_tokens=[rename.get(token, token) for token in tokenizer.extra_special_tokens] + new,
         **{name: rename.get(getattr(tokenizer, name), getattr(tokenizer, name)) for name in names})
 
@@ -64,8 +66,9 @@ def count_words(texts: Iterable[Any], split_words: Callable[[str], list[str]], l
     Rule (word counting): each text is normalised and split into words exactly as the tokenizer will
     later split it (``split_words``: BasicTokenizer.tokenize), and the words are counted.
     """
-    if isinstance(texts, str):
-        raise TypeError("text_iterator is a single string; pass an iterable of texts (a list of strings)")
+    if isinstance(texts, str) or not isinstance(texts, Iterable):
+        raise TypeError("text_iterator must be an iterable of texts (a list of strings, say), got "
+                        + ("a single string" if isinstance(texts, str) else type(texts).__name__))
     counts: dict[str, int] = {}
     texts_seen = 0
     for item in _progress(texts, show_progress, "Count words", length):
@@ -104,11 +107,25 @@ def initial_vocabulary(word_counts: dict[str, int], special_tokens: list[str], l
     vocabulary += [char for char in sorted(alphabet(word_counts, limit_alphabet, initial_alphabet))
                    if char not in vocabulary]
     # Rule (continuation pieces): a character that is not the first of its word becomes "##" + char.
-    # The reference gives these ids as it meets them in a hash map of words, so in a different order on
-    # every run, and the ids break ties between equally frequent pairs. Canonical order: sorted.
+    # The reference numbers these as it first meets them while iterating a hash map of words, so in a
+    # different order on every run, and the numbers break ties between equally frequent pairs.
+    # Canonical order: by the number of distinct words the character continues, most first, then by
+    # where it is first seen (words sorted, then its place in the word), then by code point. That is
+    # the order the reference gives on average: a character in many words is met early, and characters
+    # that go together are met in their order in the word. Plain code-point order would be as
+    # deterministic but atypical, at the edge of the reference's runs (docs/vocabulary.md).
     known = set(vocabulary)
-    continued = {char for word in word_counts for char in word[1:] if char in known}
-    return vocabulary + sorted(PREFIX + char for char in continued if PREFIX + char not in known)
+    carriers: dict[str, int] = {}  # character -> the number of distinct words it continues
+    first_seen: dict[str, tuple[str, int]] = {}  # character -> (first word it continues, its place there)
+    for word in sorted(word_counts):
+        for place, char in enumerate(word[1:], 1):
+            if char in known and char not in first_seen:
+                first_seen[char] = (word, place)
+        for char in set(word[1:]):
+            if char in known:
+                carriers[char] = carriers.get(char, 0) + 1
+    order = sorted(carriers, key=lambda char: (-carriers[char], first_seen[char], char))
+    return vocabulary + [PREFIX + char for char in order if PREFIX + char not in known]
 
 
 def merge_pairs(word_counts: dict[str, int], vocabulary: list[str], vocab_size: int, min_frequency: int = 0,
