@@ -264,3 +264,30 @@ def test_minilm_int8_sentence_embeddings():
     result = bench_precision.minilm_accuracy(directory)["int8"]
     assert result["min_cosine"] >= 0.99, result
     assert result["top1_changes"] == 0 and result["paraphrase_found"] == 16, result
+
+
+def test_rounding_error_that_is_not_the_compilers_propagates(monkeypatch, caplog):
+    """An input the eager rounding fails on too (here: integers) is the caller's error: it propagates,
+    and the compiled rounding stays in use for every other int8 model."""
+    needs_a_compiler()
+    monkeypatch.setattr(quantize_module.CompiledRounding, "failed", None)
+    rounding = quantize_module.CompiledRounding()
+    with caplog.at_level("WARNING", logger="minibert"), pytest.raises(RuntimeError, match="can't be cast"):
+        rounding(torch.ones(4, 32, dtype=torch.int64))
+    assert quantize_module.CompiledRounding.failed is None and not caplog.records
+    codes, _, _ = rounding(torch.randn(4, 32))
+    assert quantize_module.CompiledRounding.failed is None and codes.dtype == torch.uint8
+
+
+def test_int8_in_grad_mode_keeps_the_compiled_rounding(tiny_checkpoints, caplog):
+    """quantize(model)(ids) without torch.no_grad(): the inference result, no warning, the compiler kept."""
+    needs_a_compiler()
+    model = minibert.quantize(minibert.BertForSequenceClassification.from_pretrained(tiny_checkpoints["tiny"]))
+    batch = {"input_ids": torch.tensor([[2, 5, 7, 9, 3]]), "labels": torch.tensor([1])}
+    with caplog.at_level("WARNING", logger="minibert"):
+        actual = model(**batch)
+        with torch.inference_mode():
+            expected = model(**batch)
+    assert quantize_module.CompiledRounding.failed is None
+    assert not [record for record in caplog.records if "torch.compile" in record.getMessage()]
+    assert torch.equal(actual.logits.detach(), expected.logits) and torch.equal(actual.loss.detach(), expected.loss)

@@ -26,9 +26,10 @@ The embeddings, LayerNorms, attention (softmax over float scores), the pooler an
 float32. The kernel is oneDNN's quantized linear as PyTorch ships it (``torch.ops.onednn``, the op
 that torch.compile's x86 int8 lowering targets). Why not torchao or torch.ao: see the README.
 
-A quantized model is for inference only: it cannot be trained, and ``save_pretrained`` refuses it
-(a Hugging Face checkpoint has no place for int8 weights, and writing dequantized floats would pass
-rounding off as the original model).
+A quantized model is for inference only (see conversion.py): its forward runs as inference whatever
+the grad mode, ``train()`` and ``backward()`` raise, and ``save_pretrained`` refuses it (a Hugging Face
+checkpoint has no place for int8 weights, and writing dequantized floats would pass rounding off as
+the original model).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .conversion import check_input, convert_encoder_linears, fuse_gelu
+from .conversion import ConvertedLinear, convert_encoder_linears, fuse_gelu
 
 SCHEMES = ("int8",)
 logger = logging.getLogger("minibert")
@@ -98,7 +99,8 @@ class CompiledRounding:
     """quantize_tokens compiled by torch.compile (inductor), built at the first call and shared by
     every layer; dynamic shapes, so new batch sizes and lengths reuse it. Where compiling fails, it
     warns once and runs the eager quantize_tokens from then on: same codes but for ties (see the
-    test), same scales."""
+    test), same scales. Where the eager rounding fails on the same input too, the fault is the
+    input's, not the compiler's: that error propagates and the compiled rounding stays in use."""
 
     compiled = None
     failed: str | None = None
@@ -110,15 +112,17 @@ class CompiledRounding:
                     CompiledRounding.compiled = torch.compile(quantize_tokens, dynamic=True)
                 return CompiledRounding.compiled(hidden, per_token)
             # inductor's failures (no compiler, an unsupported Python, a backend error) have no
-            # common type; the input was checked before this, so what fails here is the compiling.
+            # common type, so the eager rounding is the judge: it raises too where the input is at fault.
             except Exception as error:  # noqa: BLE001
+                eager = quantize_tokens(hidden, per_token)  # raises the caller's error, if it is one
                 CompiledRounding.failed = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
                 logger.warning("minibert int8: torch.compile could not build the input rounding (%s); running "
                                "it eagerly, which makes the int8 forward slower", CompiledRounding.failed)
+                return eager
         return quantize_tokens(hidden, per_token)
 
 
-class DynamicInt8Linear(nn.Module):
+class DynamicInt8Linear(ConvertedLinear):
     """An nn.Linear's inference with an int8 weight and a per-call uint8 input. (..., in) -> (..., out)."""
 
     def __init__(self, linear: nn.Linear, weight_levels: int | None = None) -> None:
@@ -146,8 +150,9 @@ class DynamicInt8Linear(nn.Module):
         # The input rounding: quantize_tokens, or the same compiled (set by quantize(compile=True)).
         self.round_input = quantize_tokens
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        check_input(hidden, "an int8 layer")
+    layer_name = "an int8 layer"
+
+    def infer(self, hidden: torch.Tensor) -> torch.Tensor:
         if hidden.numel() == 0:  # no tokens: nothing to scale by (a max over nothing), nothing to multiply
             return hidden.new_zeros((*hidden.shape[:-1], self.out_features))
         if self.post_op != "none":
