@@ -8,8 +8,10 @@ surprise is marked "Reference quirk" where we reproduce it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import numbers
+import operator
 import os
 import re
 import warnings
@@ -170,13 +172,17 @@ class BertTokenizer:
 
     def _encode_with_offsets(self, text: str, position: int, ids: list[int],
                              offsets: list[tuple[int, int]]) -> None:
-        normalized = self.basic.normalize(text)
-        origins = self.basic.origins(text)
-        for word_start, word_end in self.basic.spans(normalized):
-            for piece_id, start, end in self.wordpiece.spans(normalized[word_start:word_end]):
-                ids.append(piece_id)
-                # A piece spans from its first character's source to just past its last one's.
-                offsets.append((position + origins[word_start + start], position + origins[word_start + end - 1] + 1))
+        normalized, origins = self.basic.normalize_with_origins(text, space_out_cjk=False)
+        words, starts = self.basic.words_with_starts(normalized, cjk_spaced_out=False)
+        pieces = list(map(self.wordpiece.pieces, words))  # [(ids, ((start, end) in the word, ...)), ...]
+        ids += itertools.chain.from_iterable(map(operator.itemgetter(0), pieces))
+        # A piece spans from its first character's source to just past its last one's.
+        if isinstance(origins, range):  # normalizing moved nothing: a character's origin is its index
+            offsets += [(position + start + piece_start, position + start + piece_end)
+                        for start, (_, spans) in zip(starts, pieces) for piece_start, piece_end in spans]
+        else:
+            offsets += [(position + origins[start + piece_start], position + origins[start + piece_end - 1] + 1)
+                        for start, (_, spans) in zip(starts, pieces) for piece_start, piece_end in spans]
 
     def tokenize(self, text: str, pair: str | None = None) -> list[str]:
         """Text (and a pair) -> WordPiece tokens, without [CLS]/[SEP]."""

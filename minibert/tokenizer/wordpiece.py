@@ -20,6 +20,7 @@ class WordPiece:
         self.prefix = prefix
         self.longest = max(map(len, vocab), default=0)  # no piece is longer, so no longer match is tried
         self.cache: dict[str, tuple[int, ...]] = {}
+        self.pieces_cache: dict[str, tuple[tuple[int, ...], tuple[tuple[int, int], ...]]] = {}  # see pieces
 
     def spans(self, word: str) -> list[tuple[int, int, int]]:
         """(id, start, end) of each piece of ``word``; a single [UNK] when it cannot be covered."""
@@ -47,3 +48,19 @@ class WordPiece:
                 self.cache.clear()
             ids = self.cache[word] = tuple(piece_id for piece_id, _, _ in self.spans(word))
         return ids
+
+    def pieces(self, word: str) -> tuple[tuple[int, ...], tuple[tuple[int, int], ...]]:
+        """The piece ids of ``word`` and each piece's (start, end) in it, remembered: offsets need both."""
+        pieces = self.pieces_cache.get(word)
+        if pieces is None:
+            if len(self.pieces_cache) >= self.CACHE_SIZE:
+                self.pieces_cache.clear()
+            spans = self.spans(word)
+            pieces = self.pieces_cache[word] = (tuple(piece_id for piece_id, _, _ in spans),
+                                                tuple((start, end) for _, start, end in spans))
+        return pieces
+
+    def clear_caches(self) -> None:
+        """Forget every word seen (a benchmark's cold start)."""
+        self.cache.clear()
+        self.pieces_cache.clear()
