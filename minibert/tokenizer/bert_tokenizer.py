@@ -174,15 +174,20 @@ class BertTokenizer:
                              offsets: list[tuple[int, int]]) -> None:
         normalized, origins = self.basic.normalize_with_origins(text, space_out_cjk=False)
         words, starts = self.basic.words_with_starts(normalized, cjk_spaced_out=False)
-        pieces = list(map(self.wordpiece.pieces, words))  # [(ids, ((start, end) in the word, ...)), ...]
-        ids += itertools.chain.from_iterable(map(operator.itemgetter(0), pieces))
-        # A piece spans from its first character's source to just past its last one's.
-        if isinstance(origins, range):  # normalizing moved nothing: a character's origin is its index
-            offsets += [(position + start + piece_start, position + start + piece_end)
-                        for start, (_, spans) in zip(starts, pieces) for piece_start, piece_end in spans]
-        else:
-            offsets += [(position + origins[start + piece_start], position + origins[start + piece_end - 1] + 1)
-                        for start, (_, spans) in zip(starts, pieces) for piece_start, piece_end in spans]
+        pieces_of = self.wordpiece.pieces
+        in_place = isinstance(origins, range)  # normalizing moved nothing: a character's origin is its index
+        for word, start in zip(words, starts):
+            word_ids, bounds = pieces_of(word)  # bounds: (start 0, end 0, start 1, end 1, ...) in the word
+            ids += word_ids
+            # A piece spans from its first character's source to just past its last one's.
+            if in_place and len(bounds) == 2:  # most words: one piece
+                offsets.append((position + start + bounds[0], position + start + bounds[1]))
+            elif in_place:
+                offsets += [(position + start + bounds[index], position + start + bounds[index + 1])
+                            for index in range(0, len(bounds), 2)]
+            else:
+                offsets += [(position + origins[start + bounds[index]], position + origins[start + bounds[index + 1] - 1] + 1)
+                            for index in range(0, len(bounds), 2)]
 
     def tokenize(self, text: str, pair: str | None = None) -> list[str]:
         """Text (and a pair) -> WordPiece tokens, without [CLS]/[SEP]."""
