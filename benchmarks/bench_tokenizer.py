@@ -187,6 +187,66 @@ def training_row(quick: bool, sample: list[str]) -> dict:
     return check_goal(row, "<= 20x", ratio)
 
 
+def script_texts(script: str, megabytes: float) -> list[str]:
+    """The benchmark's paragraphs in one script: "ascii" as they are; "cjk" with each letter replaced
+    by a CJK ideograph (seeded: the same text every run); "accents" with a combining acute accent
+    (U+0301) after every vowel, the decomposed form that accent stripping has to take apart."""
+    texts = take_megabytes(real_texts(max(megabytes, 0.3)), megabytes)
+    if script == "cjk":
+        generator = random.Random(SEED)
+        ideographs = {letter: chr(0x4E00 + generator.randrange(0x5000)) for letter in "abcdefghijklmnopqrstuvwxyz"}
+        return [text.lower().translate(str.maketrans(ideographs)) for text in texts]
+    if script == "accents":
+        return [text.translate(str.maketrans({vowel: vowel + "\u0301" for vowel in "aeiouAEIOU"})) for text in texts]
+    return texts
+
+
+def offsets_rows(quick: bool = False) -> list[dict]:
+    """The cost of ``return_offsets_mapping=True`` per script (ASCII, CJK, combining accents): minibert
+    with and without offsets, and transformers' Rust tokenizer with offsets, alternated. One row per
+    script: seconds per pass, ``offsets_overhead`` (minibert with / without offsets; goal <= 1.5x) and
+    ``ratio_vs_transformers`` (minibert with offsets / transformers with offsets)."""
+    megabytes, repeats = (0.1, 3) if quick else (1.0, 3)
+    timed = contenders()
+    ours, rust = timed[MINIBERT][0], timed[RUST_REFERENCE][0]
+    rows = []
+    for script in ("ascii", "cjk", "accents"):
+        sample = script_texts(script, megabytes)
+
+        def one_pass(tokenizer: Any, offsets: bool, sample: list[str] = sample) -> Callable[[], None]:
+            def tokenize_sample() -> None:
+                ours.wordpiece.clear_caches()
+                for index in range(0, len(sample), BATCH_SIZE):
+                    tokenizer(sample[index:index + BATCH_SIZE], return_offsets_mapping=offsets)
+            return tokenize_sample
+
+        log(f"  tokenizer offsets, {script}: {len(sample)} texts, {sum(map(len, sample)) / 1e6:.2f} MB ...")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            seconds = time_alternating({"minibert": one_pass(ours, False), "minibert_offsets": one_pass(ours, True),
+                                        "transformers": one_pass(rust, False),
+                                        "transformers_offsets": one_pass(rust, True)}, repeats)
+        row = dict(row="tokenizer offsets", contender=f"offsets ({script})", script=script,
+                   megabytes=round(sum(map(len, sample)) / 1e6, 3),
+                   **{f"{name}_s": round(seconds.median(name), 3) for name in seconds.seconds},
+                   offsets_overhead=round(seconds.ratio("minibert_offsets", "minibert"), 2),
+                   ratio_vs_transformers=round(seconds.ratio("minibert_offsets", "transformers_offsets"), 2))
+        check_goal(row, "<= 1.5x", row["offsets_overhead"])
+        rows.append(row)
+    return rows
+
+
+def print_offsets_rows(rows: list[dict]) -> None:
+    """The offsets table: seconds per pass of each script's sample, with and without offsets."""
+    print(f"return_offsets_mapping=True, {rows[0]['megabytes']:.2f} MB per script, median of the passes (s):")
+    print(f"{'script':<10}{'minibert':>10}{'+offsets':>10}{'overhead':>10}{'transformers':>14}{'+offsets':>10}"
+          f"{'minibert/transformers':>23}  goal")
+    for row in rows:
+        print(f"{row['script']:<10}{row['minibert_s']:>10.3f}{row['minibert_offsets_s']:>10.3f}"
+              f"{row['offsets_overhead']:>9.2f}x{row['transformers_s']:>14.3f}{row['transformers_offsets_s']:>10.3f}"
+              f"{row['ratio_vs_transformers']:>22.2f}x  overhead {row['goal']}: {'met' if row['met'] else 'NOT MET'}")
+
+
 def ids_agree(quick: bool) -> bool:
     """Do minibert and the Rust reference give the same ids on (part of) the benchmark text?"""
     timed = contenders()
@@ -219,7 +279,9 @@ def main() -> None:
     print(f"{training['contender']}: {training['note']}; goal {training['goal']}: "
           f"{'met' if training['met'] else 'NOT MET'}")
     rows.append(training)
-    document = dict(benchmark="tokenizer", machine=info, ids_identical=agree, rows=rows)
+    offsets = offsets_rows(args.quick)
+    print_offsets_rows(offsets)
+    document = dict(benchmark="tokenizer", machine=info, ids_identical=agree, rows=rows, offsets_rows=offsets)
     if args.json:
         args.json.write_text(json.dumps(document, indent=2) + "\n")
     print(dump(document))

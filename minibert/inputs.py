@@ -52,6 +52,15 @@ def plan_packing(config: BertConfig, checked: CheckedInputs, attention_mask: tor
     return PackedSequences.from_lengths(attention_mask, checked.lengths, checked.row_lengths)
 
 
+def needs_eager_attention(checked: CheckedInputs, dtype: torch.dtype) -> bool:
+    """Whether a padded batch must compute its attention eagerly to give transformers' eager result:
+    in float16, where a row is all padding. Eager adds finfo(float16).min = -65504 to that row's
+    scores in float16, which rounds them to steps of 32; an SDPA kernel adds it in float32 and keeps
+    them, so once the scores spread over more than 16 the softmaxes differ (bfloat16's and float32's
+    finfo.min swamp the scores either way)."""
+    return dtype == torch.float16 and checked.lengths is not None and 0 in checked.lengths
+
+
 def _check_ids_shape(name: str, ids: torch.Tensor, shape: tuple[int, int]) -> None:
     """An integer tensor of ``shape`` (its values are checked later, with the others)."""
     if not isinstance(ids, torch.Tensor):

@@ -17,7 +17,7 @@ from .attention import additive_padding_mask
 from .config import BertConfig
 from .embeddings import BertEmbeddings
 from .encoder import Encoder
-from .inputs import check_inputs, plan_packing
+from .inputs import check_inputs, needs_eager_attention, plan_packing
 from .loading.pretrained import ModelOutput, PreTrainedBert
 
 
@@ -57,7 +57,8 @@ class BertModel(PreTrainedBert):
         (fast/unpadded.py), and the padding positions of last_hidden_state and hidden_states are zeros.
         A batch with a row whose first position is padding (left padding, an all-padding row) runs
         padded instead, because the pooler reads position 0 and transformers computes it there. The
-        eager path, and any call with output_attentions, computes every position as transformers does.
+        eager path, and any call with output_attentions, computes every position as transformers does;
+        so does a float16 batch with an all-padding row, whose attention then runs eagerly (inputs.py).
         """
         checked = check_inputs(self.config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
         batch, seq, device = checked.batch, checked.seq, checked.device
@@ -78,8 +79,10 @@ class BertModel(PreTrainedBert):
         # No padding, no mask: the kernels run faster without one and the numbers are the same.
         if checked.has_padding and packing is None:
             additive_mask = additive_padding_mask(attention_mask, hidden.dtype)  # (batch, 1, 1, seq)
-        last, all_hidden, all_probs = self.encoder(hidden, additive_mask, output_attentions, output_hidden_states,
-                                                   packing)
+        # Attention maps come from the eager path; so does a float16 batch with an empty row (see inputs.py).
+        eager = output_attentions or (additive_mask is not None and needs_eager_attention(checked, hidden.dtype))
+        last, all_hidden, all_probs = self.encoder(hidden, additive_mask, eager, output_hidden_states, packing)
+        all_probs = all_probs if output_attentions else None
         if packing is not None:
             last = packing.unpack(last)  # (batch, seq, hidden), zeros at the padding
             all_hidden = None if all_hidden is None else tuple(packing.unpack(state) for state in all_hidden)

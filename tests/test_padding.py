@@ -131,3 +131,25 @@ def test_dropout_off_through_modules(checkpoints, implementation):  # noqa: F811
         trained, reference = ours.train()(**inputs).loss, theirs.train()(**inputs).loss
     compare(trained, evaluated, implementation, "train-mode loss with every dropout at 0 vs eval-mode loss")
     compare(trained, reference, implementation, "vs transformers after the same idiom")
+
+
+def test_fp16_all_padding_row_sdpa_gives_the_eager_result(tiny_checkpoints):
+    """float16 with an all-padding row: the sdpa path gives transformers' eager result, bit for bit.
+    There eager adds finfo(float16).min = -65504 to the scores in float16, which rounds them to steps
+    of 32, while an SDPA kernel adds it in float32 and keeps them: once the scores spread over more
+    than 16 (trained models; here the query weights are scaled up), the two softmaxes differ (0.14 on
+    the pooler before), so such a batch computes its attention eagerly."""
+    directory = tiny_checkpoints["odd-heads"]
+    mask = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 0, 0, 0], [1, 1, 1, 1, 1]])
+    inputs = batch_for(mask, TINY_CONFIGS["odd-heads"]["vocab_size"], seed=33)
+    ours = BertModel.from_pretrained(directory, attn_implementation="sdpa", dtype=torch.float16)
+    theirs = reference_model(directory, "eager").to(torch.float16)
+    with torch.no_grad():
+        for layer in ours.encoder.layers:
+            layer.attention.query.weight.mul_(30)
+        for layer in theirs.encoder.layer:
+            layer.attention.self.query.weight.mul_(30)
+        mine, reference = ours(**inputs), theirs(**inputs)
+    assert_equal(mine.pooler_output, reference.pooler_output, "pooler_output")
+    assert_equal(mine.last_hidden_state, reference.last_hidden_state, "last_hidden_state")
+    assert mine.attentions is None  # computed eagerly, not returned unasked

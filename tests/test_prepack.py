@@ -72,3 +72,58 @@ def test_prepacked_model_is_not_saved(tiny_checkpoints, tmp_path):
     assert not (tmp_path / "saved").exists()
     with pytest.raises(TypeError, match="float32 inputs on the CPU, got torch.float64"):
         model.encoder.layers[0].attention.query_key_value(torch.ones(2, 32, dtype=torch.float64))
+
+
+CONVERSIONS = {"prepack": lambda model: minibert.prepack(model),
+               "quantize": lambda model: minibert.quantize(model, compile=False)}
+MESSAGE_TRAINED = r"converted for inference \((prepack|quantize int8)\) and cannot be trained"
+
+
+def classifier_batch() -> dict[str, torch.Tensor]:
+    return {"input_ids": torch.tensor([[2, 50, 7, 99, 3], [2, 8, 9, 3, 0]]),
+            "attention_mask": torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]), "labels": torch.tensor([1, 0])}
+
+
+@pytest.mark.parametrize("conversion", list(CONVERSIONS))
+def test_converted_model_refuses_training(tiny_checkpoints, conversion):
+    """A converted model's gradients would be wrong (oneDNN's kernels have no autograd formula), so
+    train() and backward() raise instead; eval() still works. Converting a model in train mode
+    converts it and puts it in eval mode."""
+    model = minibert.BertForSequenceClassification.from_pretrained(tiny_checkpoints["tiny"], num_labels=2).train()
+    CONVERSIONS[conversion](model)
+    assert not any(module.training for module in model.modules())
+    with pytest.raises(RuntimeError, match=MESSAGE_TRAINED):
+        model.train()
+    assert not any(module.training for module in model.modules())  # refused before any module switched (dropout)
+    with pytest.raises(RuntimeError, match=MESSAGE_TRAINED):
+        model.bert.encoder.train()  # a part of it alone: refused by the converted layers themselves
+    assert model.eval() is model and model.train(False) is model
+    output = model(**classifier_batch())  # grad mode on: the forward runs as inference
+    with pytest.raises(RuntimeError, match=MESSAGE_TRAINED):
+        output.loss.backward()
+    # No gradient went through a converted layer: the embeddings (wrong by 9.3e-6 before) have none.
+    # (The pooler's and the last LayerNorm's, computed before the refusal, are exact.)
+    assert all(parameter.grad is None for parameter in model.bert.embeddings.parameters())
+
+
+@pytest.mark.parametrize("conversion", list(CONVERSIONS))
+def test_converted_model_forward_in_grad_mode_is_inference(tiny_checkpoints, conversion):
+    """No torch.no_grad() needed: the same logits and loss as under inference_mode."""
+    model = CONVERSIONS[conversion](
+        minibert.BertForSequenceClassification.from_pretrained(tiny_checkpoints["tiny"], num_labels=2))
+    with torch.inference_mode():
+        expected = model(**classifier_batch())
+    actual = model(**classifier_batch())
+    assert torch.equal(actual.logits.detach(), expected.logits) and torch.equal(actual.loss.detach(), expected.loss)
+
+
+@pytest.mark.parametrize("conversion", list(CONVERSIONS))
+def test_converted_task_head_is_not_saved(tiny_checkpoints, tmp_path, conversion):
+    """The refusal covers a task head and the encoder inside it: neither writes a checkpoint whose
+    encoder has no linear layers."""
+    model = CONVERSIONS[conversion](
+        minibert.BertForSequenceClassification.from_pretrained(tiny_checkpoints["tiny"], num_labels=3))
+    for part, target in ((model, tmp_path / "head"), (model.bert, tmp_path / "encoder")):
+        with pytest.raises(ValueError, match=r"converted for inference \((prepack|quantize int8)\) and cannot be saved"):
+            part.save_pretrained(target)
+        assert not target.exists()

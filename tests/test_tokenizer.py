@@ -597,3 +597,37 @@ def test_an_interrupted_save_is_named_as_such(tmp_path, toy):
     (tmp_path / "vocab.txt").rename(staging / "vocab.txt")
     with pytest.raises(OSError, match="a save into it was interrupted"):
         BertTokenizer.from_pretrained(tmp_path)
+
+
+# Offsets where normalizing moves characters: CJK ideographs spaced out, accents decomposed and
+# dropped, marks reordered, characters that lower-case or decompose into several, control characters.
+MOVING_TEXTS = [
+    "日本語のテキスト、東京都。中文abc中文 123漢字",
+    "Cafe\u0301 na\u0308ive re\u0301sume\u0301 — e\u0301te\u0301 à l'école, ÉCOLE",
+    "q\u0307\u0323 a\u0301\u0327b \u1e0b\u0323 \u00c5ngstr\u00f6m \u212b",  # marks out of canonical order
+    "İstanbul ΣΊΣΥΦΟΣ 한국어 텍스트 \u0130\u0301",
+    "tab\there\x00nul\x7fdel\u200bzero width 中\u0301文 unaffable",
+    "豈更車 \U00020000\U0002f800 𠀀x 中a中",
+]
+
+
+@needs_minilm
+@pytest.mark.parametrize("text", MOVING_TEXTS, ids=range(len(MOVING_TEXTS)))
+def test_offsets_where_normalizing_moves_characters(text):
+    for cased in (False, True):
+        ours, reference = _minilm_pair(cased)
+        assert_same_call(ours, reference, text, return_offsets_mapping=True)
+        assert_same_call(ours, reference, [text, text.upper(), "a " + text], return_offsets_mapping=True, padding=True)
+
+
+@needs_minilm
+def test_offsets_of_the_benchmark_scripts_like_the_reference():
+    """The offsets benchmark's CJK and combining-accent texts (benchmarks/bench_tokenizer.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_tokenizer
+
+    for script in ("cjk", "accents"):
+        texts = bench_tokenizer.script_texts(script, 0.02)
+        for cased in (False, True):
+            ours, reference = _minilm_pair(cased)
+            assert_same_call(ours, reference, texts, return_offsets_mapping=True)

@@ -21,8 +21,10 @@ RTOL, ATOL = 1e-5, 1e-6
 
 
 def masks() -> dict[str, torch.Tensor]:
-    """Right padding (the usual), left padding, holes, an all-padding row, equal lengths."""
+    """Right padding (the usual), left padding, holes, an all-padding row, equal lengths; and lengths
+    [5, 7, 3], whose sort order (2, 0, 1) is not its own inverse (1, 2, 0), unlike the others'."""
     return {
+        "right-cycle": (torch.arange(7)[None] < torch.tensor([5, 7, 3])[:, None]).long(),
         "right": torch.tensor([[1, 1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0, 0],
                                [1, 1, 1, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0]]),
         "left": torch.tensor([[0, 0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1]]),
@@ -53,6 +55,16 @@ def test_pack_unpack_round_trip(name):
     assert packing.cu_seqlens.dtype == torch.int32
     assert packing.cu_seqlens.tolist() == [sum(lengths[:index]) for index in range(len(lengths) + 1)]
     assert packing.max_length == max(lengths) and isinstance(packing.max_length, int)
+
+
+def test_packed_order_is_by_length_then_batch_order():
+    """The packed order itself: the shortest row (2) first, then row 0, then row 1, each in position
+    order. Placing rows by the sort order where its inverse belongs would interleave them."""
+    packing = PackedSequences.from_mask(masks()["right-cycle"])  # lengths [5, 7, 3], seq 7
+    rows = [[2 * 7 + position for position in range(3)], [position for position in range(5)],
+            [7 + position for position in range(7)]]
+    assert packing.token_indices.tolist() == rows[0] + rows[1] + rows[2]
+    assert packing.groups == [(3, 1), (5, 1), (7, 1)] and packing.cu_seqlens.tolist() == [0, 3, 8, 15]
 
 
 def test_pack_broadcasts_shared_positions():

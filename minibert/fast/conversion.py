@@ -1,9 +1,15 @@
 """Converting a model for CPU inference, shared by quantize.py (int8) and prepack.py (oneDNN float32).
 
-Each conversion swaps the encoder's nn.Linear layers for layers of its own, fuses what the swapped
-layers can do together (query, key and value into one layer; exact GELU into the feed-forward's first
-kernel), and marks the model, which save_pretrained then refuses: its weights are no longer floats
-that a Hugging Face checkpoint could hold.
+Each conversion swaps the encoder's nn.Linear layers for layers of its own (ConvertedLinear), fuses
+what the swapped layers can do together (query, key and value into one layer; exact GELU into the
+feed-forward's first kernel), and marks the model. A converted model is for inference only:
+  - save_pretrained refuses it (and its encoder alone): its weights are no longer floats that a
+    Hugging Face checkpoint could hold;
+  - train() refuses it, and so does a backward through a converted layer: oneDNN's kernels have no
+    autograd formula, and PyTorch would otherwise return wrong gradients with only a warning;
+  - its forward runs as inference whatever the grad mode: the kernels run without autograd, so a
+    call without torch.no_grad() (a task head with labels=, say) returns the same values, and its
+    loss refuses backward() with the same message. Under torch.inference_mode() nothing is recorded.
 """
 
 from __future__ import annotations
@@ -19,10 +25,54 @@ from ..attention import SelfAttention
 from ..encoder import FeedForward
 
 
+def check_input(hidden: torch.Tensor, layer: str) -> None:
+    """A converted layer runs float32 on the CPU only; say so in the caller's terms otherwise."""
+    if hidden.dtype != torch.float32 or hidden.device.type != "cpu":
+        raise TypeError(f"{layer} takes float32 inputs on the CPU, got {hidden.dtype} on {hidden.device}")
+
+
+def converted_message(conversion: str, action: str) -> str:
+    return (f"this model was converted for inference ({conversion}) and cannot be {action}: its linear layers "
+            "run oneDNN kernels that have no gradient. Load the float model again to train or save it.")
+
+
+class InferenceOnly(torch.autograd.Function):
+    """A converted layer's kernel as one autograd node: its forward runs without autograd (where out=
+    arguments and oneDNN's ops work), its backward refuses, so a gradient is never silently wrong."""
+
+    @staticmethod
+    def forward(ctx, layer: "ConvertedLinear", hidden: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        ctx.conversion = layer.conversion
+        return layer.infer(hidden)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor) -> None:  # noqa: ANN001
+        raise RuntimeError(converted_message(ctx.conversion, "trained"))
+
+
 class ConvertedLinear(nn.Module):
-    """The base of the converted layers: their weights are opaque oneDNN tensors, which torch can
-    neither copy nor pickle ("Cannot access storage of OpaqueTensorImpl"). copy.deepcopy, pickle and
-    torch.save of a converted model are refused here, saying what works instead."""
+    """What a converted linear layer (int8, prepacked) shares: float32 CPU inputs, inference only, no
+    copies. Subclasses implement ``infer(hidden)``, (..., in) -> (..., out), which never sees autograd."""
+
+    conversion = "converted"  # set by convert_encoder_linears: "prepack", "quantize int8"
+    layer_name = "a converted layer"
+
+    def infer(self, hidden: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        check_input(hidden, self.layer_name)
+        if torch.is_grad_enabled() and hidden.requires_grad:
+            return InferenceOnly.apply(self, hidden)  # (..., out), whose backward refuses
+        return self.infer(hidden)  # (..., out)
+
+    def train(self, mode: bool = True) -> "ConvertedLinear":
+        if mode:
+            raise RuntimeError(converted_message(self.conversion, "trained"))
+        return super().train(mode)
+
+    # Their weights are opaque oneDNN tensors, which torch can neither copy nor pickle ("Cannot access
+    # storage of OpaqueTensorImpl"): copy.deepcopy, pickle and torch.save are refused, saying what works.
 
     def __deepcopy__(self, memo: dict) -> None:
         raise TypeError(self._cannot_copy("copy.deepcopy"))
@@ -37,12 +87,6 @@ class ConvertedLinear(nn.Module):
                 "model (save_pretrained) and convert again after loading.")
 
 
-def check_input(hidden: torch.Tensor, layer: str) -> None:
-    """A converted layer runs float32 on the CPU only; say so in the caller's terms otherwise."""
-    if hidden.dtype != torch.float32 or hidden.device.type != "cpu":
-        raise TypeError(f"{layer} takes float32 inputs on the CPU, got {hidden.dtype} on {hidden.device}")
-
-
 def fuse_linears(linears: list[nn.Linear]) -> nn.Linear:
     """One nn.Linear whose outputs are those of ``linears`` side by side (same input size)."""
     fused = nn.Linear(linears[0].in_features, sum(linear.out_features for linear in linears),
@@ -55,10 +99,11 @@ def fuse_linears(linears: list[nn.Linear]) -> nn.Linear:
     return fused
 
 
-def convert_encoder_linears(model: nn.Module, make_layer: Callable[[nn.Linear], nn.Module],
+def convert_encoder_linears(model: nn.Module, make_layer: Callable[[nn.Linear], ConvertedLinear],
                             conversion: str) -> nn.Module:
     """Replace every nn.Linear in ``model``'s encoder by ``make_layer(linear)``, in place, for CPU
-    inference; mark the model with ``conversion`` (which save_pretrained refuses) and put it in eval mode.
+    inference; mark the model and each layer with ``conversion`` (which save_pretrained and train()
+    refuse) and put it in eval mode, whatever mode it was in.
 
     Each attention's query, key and value layers become one, ``query_key_value``: they read the same
     input, which a converted layer prepares once (quantizes, say) instead of three times, and one
@@ -69,23 +114,30 @@ def convert_encoder_linears(model: nn.Module, make_layer: Callable[[nn.Linear], 
         raise TypeError(f"{conversion} needs a minibert model with an encoder, got {type(model).__name__}")
     if not torch.backends.mkldnn.is_available():
         raise RuntimeError(f"{conversion} needs a PyTorch built with oneDNN (MKLDNN); this one is not")
-    done = getattr(model, "inference_conversion", None)
+    done = conversion_of(model)
     if done is not None:
         raise ValueError(f"this model was already converted for inference ({done}); load it again before {conversion}")
     parameter = next(model.parameters())
     if parameter.device.type != "cpu" or parameter.dtype != torch.float32:
         raise ValueError(f"{conversion} needs a float32 model on CPU, got {parameter.dtype} on {parameter.device}")
+    model.eval()  # first: a converted layer refuses to switch modes but to eval
+
+    def convert(linear: nn.Linear) -> ConvertedLinear:
+        layer = make_layer(linear).eval()
+        layer.conversion = conversion
+        return layer
+
     for attention in encoder.modules():
         if isinstance(attention, SelfAttention) and attention.query_key_value is None:
             fused = fuse_linears([attention.query, attention.key, attention.value])
-            attention.query_key_value = make_layer(fused)
+            attention.query_key_value = convert(fused)
             del attention.query, attention.key, attention.value
     linears = [(name, module) for name, module in encoder.named_modules() if isinstance(module, nn.Linear)]
     for name, linear in linears:
         owner_name, _, attribute = name.rpartition(".")
-        setattr(encoder.get_submodule(owner_name), attribute, make_layer(linear))
+        setattr(encoder.get_submodule(owner_name), attribute, convert(linear))
     model.inference_conversion = conversion
-    return model.eval()
+    return model
 
 
 def fuse_gelu(model: nn.Module) -> nn.Module:
@@ -98,10 +150,26 @@ def fuse_gelu(model: nn.Module) -> nn.Module:
     return model
 
 
+def conversion_of(model: nn.Module) -> str | None:
+    """The conversion ("prepack", "quantize int8") of any layer inside ``model``, or None. Keyed on
+    the layers themselves, so that a part of a converted model (a task head's encoder) is covered."""
+    for module in model.modules():
+        if isinstance(module, ConvertedLinear):
+            return module.conversion
+    return getattr(model, "inference_conversion", None)
+
+
+def refuse_training_if_converted(model: nn.Module) -> None:
+    """Raise before ``model.train()`` switches any module, where the model holds converted layers."""
+    conversion = conversion_of(model)
+    if conversion is not None:
+        raise RuntimeError(converted_message(conversion, "trained"))
+
+
 def refuse_if_converted(model: nn.Module) -> None:
     """Raise where a model converted for inference (quantize, prepack) would be saved: its linear
     layers hold weights in a form that no Hugging Face checkpoint has a place for."""
-    conversion = getattr(model, "inference_conversion", None)
+    conversion = conversion_of(model)
     if conversion is not None:
         raise ValueError(
             f"this model was converted for inference ({conversion}) and cannot be saved as a Hugging Face "

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .conversion import ConvertedLinear, check_input, convert_encoder_linears, fuse_gelu
+from .conversion import ConvertedLinear, convert_encoder_linears, fuse_gelu
 
 # oneDNN picks the blocked layout for an expected number of rows; at 16 and at 128 it is the same
 # speed on the shapes measured (1 row is 25% slower at 16 tokens).
@@ -45,8 +45,9 @@ class PrepackedLinear(ConvertedLinear):
         bias = None if linear.bias is None else linear.bias.detach()
         self.register_buffer("bias", bias, persistent=False)
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        check_input(hidden, "a prepacked layer")
+    layer_name = "a prepacked layer"
+
+    def infer(self, hidden: torch.Tensor) -> torch.Tensor:
         # For GELU, algorithm "none" is the exact (erf) form, not the tanh approximation.
         return torch.ops.mkldnn._linear_pointwise(hidden, self.packed_weight, self.bias, self.post_op, [], "none")
 
@@ -58,8 +59,8 @@ class PrepackedLinear(ConvertedLinear):
 def prepack(model: nn.Module) -> nn.Module:
     """Prepack ``model``'s encoder linear layers in place for CPU inference (float32), and return it.
 
-    Faster at small batches (see the module docstring); the model is put in eval mode and can no
-    longer be trained or saved.
+    Faster at small batches (see the module docstring); the model is put in eval mode (whatever mode
+    it was in) and can no longer be trained or saved: train(), backward() and save_pretrained raise.
     """
     convert_encoder_linears(model, PrepackedLinear, "prepack")
     return fuse_gelu(model)

@@ -5,41 +5,44 @@
   - its weight is rounded once to int8, one scale per output channel (symmetric), and prepacked
     into oneDNN's blocked layout; the float weight is dropped, so the encoder's weights take a quarter
     of the memory;
-  - each call quantizes its input to uint8 with one scale per token, computed from that token's own
-    min and max ("dynamic": no calibration data), multiplies in integers, and rescales the sums back
-    to float32 (bias added in float). Per token, not per tensor: BERT's hidden states have a few
-    outlier features, and one scale for the whole batch would spend the 256 levels of every token
-    on the largest outlier anywhere in it (MiniLM's sentence embeddings: lowest cosine 0.990 per
-    tensor, 0.994 per token). The zero point is one per call (see quantize_tokens).
-  - one exception: where the config says "gelu", the feed-forward's first layer takes one input
-    scale per call, so that the kernel itself can add the bias, rescale and apply GELU as it writes
-    (the per-token scales are applied after the kernel, which GELU would have to wait for). That
-    saves two passes over the widest activations; MiniLM's lowest cosine goes from 0.9935 to 0.992.
+  - each call quantizes its input to uint8 with one scale and one zero point per token, computed
+    from that token's own min and max ("dynamic": no calibration data), multiplies in integers, and
+    rescales the sums back to float32 (bias added in float). Per token, not per tensor: BERT's
+    hidden states have a few outlier features, and one scale for the whole batch would spend the 256
+    levels of every token on the largest outlier anywhere in it. And nothing shared between tokens:
+    a sentence's result does not depend on what else is in the batch (bit for bit on the default
+    unpadded path). The kernel subtracts one zero point for the whole tensor, so it gets 0, and each
+    token's zero point is taken off its output through the weights' row sums (rescale_products),
+    in the same pass that applies its scale, the bias, and GELU where the config says "gelu".
+    MiniLM's mean-pooled sentence embeddings against float32 (AVX-512 VNNI, 8-bit weights): lowest
+    cosine 0.9984 on sentences, 0.9886 on short texts ("thanks!"; the rounded weights alone give
+    0.9946 there); with one zero point and one GELU input scale per call, as before, 0.9923 and 0.972.
   - the input rounding (a min and max per token, then one multiply-add and a conversion to uint8)
-    is compiled by torch.compile into fused loops, once per process at the first call (a few
-    seconds): eager PyTorch spends four passes over each input on it, about a tenth of the int8
-    forward at 8x128; compiled, the step is 1.6x to 4x faster (16 to 1024 tokens), and the whole
-    forward about 4% faster (bert-base, AVX2). ``quantize(..., compile=False)`` keeps it
-    eager; where inductor cannot compile (no C++ compiler, say), one warning says so and the
-    eager code runs.
+    and the output rescaling are compiled by torch.compile into fused loops, once per process at
+    the first call (a few seconds): eager PyTorch spends four passes over each input and two or
+    three over each output on them. ``quantize(..., compile=False)`` keeps them eager; where
+    inductor cannot compile (no C++ compiler, say), one warning says so and the eager code runs.
 The embeddings, LayerNorms, attention (softmax over float scores), the pooler and task heads stay in
 float32. The kernel is oneDNN's quantized linear as PyTorch ships it (``torch.ops.onednn``, the op
 that torch.compile's x86 int8 lowering targets). Why not torchao or torch.ao: see the README.
 
-A quantized model is for inference only: it cannot be trained, and ``save_pretrained`` refuses it
-(a Hugging Face checkpoint has no place for int8 weights, and writing dequantized floats would pass
-rounding off as the original model).
+A quantized model is for inference only (see conversion.py): its forward runs as inference whatever
+the grad mode, ``train()`` and ``backward()`` raise, and ``save_pretrained`` refuses it (a Hugging Face
+checkpoint has no place for int8 weights, and writing dequantized floats would pass rounding off as
+the original model).
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .conversion import ConvertedLinear, check_input, convert_encoder_linears, fuse_gelu
+from .conversion import ConvertedLinear, convert_encoder_linears, fuse_gelu
 
 SCHEMES = ("int8",)
 logger = logging.getLogger("minibert")
@@ -68,58 +71,76 @@ def int8_weight_levels(flags: set[str] | None = None) -> int:
     return 127 if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else 63
 
 
-def quantize_tokens(hidden: torch.Tensor, per_token: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Round each token (last dimension) of float32 ``hidden`` to uint8 codes with a scale of its own
-    (or, with ``per_token=False``, the whole tensor with one scale).
+def quantize_tokens(hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Round each token (last dimension) of float32 ``hidden`` to uint8 codes with a scale and a zero
+    point of its own: value = scale * (code - zero_point).
 
-    Returns codes (..., in) uint8, scale (..., 1) (or ()) float32 and the zero point, a () int64
-    tensor shared by all tokens: value = scale * (code - zero_point), and 0 is a code exactly.
-    Why one zero point: the kernel subtracts a single zero point itself, where a zero point per
-    token would cost a pass over the output to undo. It sits where the tokens' ranges [min, max]
-    (widened to include 0) put zero on average: mid-range for LayerNorm's outputs, near the bottom
-    for GELU's (>= -0.17). Each token's scale then stretches its range over the codes on either
-    side of it, so every token keeps most of the 256 levels.
-    Codes round half up: a positive value plus 0.5, truncated by the conversion. By construction
-    the values land in [-0.5, 255.5) before truncation, so no clamp is needed.
+    Returns codes (..., in) uint8, scale (..., 1) float32 and zero_point (..., 1) float32 (a whole
+    number in 0..255). Each token's range [min, max], widened to include 0, maps onto the 256 codes,
+    0 onto a code exactly. Nothing is shared between tokens, so a sentence's codes do not depend on
+    what else is in the batch (the kernel's single zero point is 0; see DynamicInt8Linear).
+    Codes round half up: a positive value plus 0.5, truncated by the conversion; the clamp catches
+    the top code's tie, where the sum reaches 256.
     """
-    reduced = {"dim": -1, "keepdim": True} if per_token else {}
-    high = hidden.amax(**reduced).clamp_(min=0)  # (..., 1)
-    low = hidden.amin(**reduced).clamp_(max=0).neg_()  # (..., 1), the depth below zero
-    share_below = (low / (high + low).clamp_(min=1e-30)).mean()  # (), 0..1
-    zero_point = share_below.mul_(255).round_().clamp_(1, 254)  # ()
-    scale = torch.maximum(low / zero_point, high / (255 - zero_point)).clamp_(min=1e-30)  # (..., 1)
+    high = hidden.amax(dim=-1, keepdim=True).clamp_(min=0)  # (..., 1)
+    low = hidden.amin(dim=-1, keepdim=True).clamp_(max=0)  # (..., 1)
+    scale = ((high - low) / 255).clamp_(min=1e-30)  # (..., 1)
     # Times the reciprocal: a multiply is a third of a divide's time, and the codes differ by one at
     # most, at a tie. One pass to float, one to uint8.
-    codes = torch.addcmul(zero_point + 0.5, hidden, scale.reciprocal()).to(torch.uint8)  # (..., in)
-    return codes, scale, zero_point.long()
+    inverse = scale.reciprocal()  # (..., 1)
+    zero_point = torch.round(low.neg() * inverse)  # (..., 1)
+    codes = torch.addcmul(zero_point + 0.5, hidden, inverse).clamp_(max=255).to(torch.uint8)  # (..., in)
+    return codes, scale, zero_point
+
+
+def rescale_products(products: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
+                     weight_sums: torch.Tensor, bias: torch.Tensor, gelu: bool) -> torch.Tensor:
+    """The layer's float output from the kernel's integer sums, per token t and output j:
+        y[t, j] = scale[t] * (products[t, j] - zero_point[t] * weight_sums[j]) + bias[j]
+    (then exact GELU where ``gelu``), since sum_k (q[t, k] - z[t]) W[j, k] = sum_k q[t, k] W[j, k] - z[t] sum_k W[j, k].
+    products (..., out) is overwritten; the result takes its place."""
+    products = torch.addcmul(products, zero_point, weight_sums, value=-1, out=products)  # (..., out)
+    products = torch.addcmul(bias, products, scale, out=products)  # (..., out)
+    return F.gelu(products) if gelu else products
 
 
 class CompiledRounding:
-    """quantize_tokens compiled by torch.compile (inductor), built at the first call and shared by
-    every layer; dynamic shapes, so new batch sizes and lengths reuse it. Where compiling fails, it
-    warns once and runs the eager quantize_tokens from then on: same codes but for ties (see the
-    test), same scales."""
+    """quantize_tokens and rescale_products compiled by torch.compile (inductor) into fused loops,
+    built at the first call and shared by every layer; dynamic shapes, so new batch sizes and lengths
+    reuse them. Where compiling fails, it warns once and runs the eager functions from then on: same
+    codes but for ties (see the test), same scales. Where the eager function fails on the same input
+    too, the fault is the input's, not the compiler's: that error propagates and the compiled
+    functions stay in use."""
 
-    compiled = None
+    compiled: dict = {}
     failed: str | None = None
 
-    def __call__(self, hidden: torch.Tensor, per_token: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def run(self, function: Callable, *args: object) -> object:
         if CompiledRounding.failed is None:
             try:
-                if CompiledRounding.compiled is None:
-                    CompiledRounding.compiled = torch.compile(quantize_tokens, dynamic=True)
-                return CompiledRounding.compiled(hidden, per_token)
+                if function not in CompiledRounding.compiled:
+                    CompiledRounding.compiled[function] = torch.compile(function, dynamic=True)
+                return CompiledRounding.compiled[function](*args)
             # inductor's failures (no compiler, an unsupported Python, a backend error) have no
-            # common type; the input was checked before this, so what fails here is the compiling.
+            # common type, so the eager function is the judge: it raises too where the input is at fault.
             except Exception as error:  # noqa: BLE001
+                eager = function(*args)  # raises the caller's error, if it is one
                 CompiledRounding.failed = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:200]}"
                 logger.warning("minibert int8: torch.compile could not build the input rounding (%s); running "
                                "it eagerly, which makes the int8 forward slower", CompiledRounding.failed)
-        return quantize_tokens(hidden, per_token)
+                return eager
+        return function(*args)
+
+    def __call__(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.run(quantize_tokens, hidden)
+
+    def rescale(self, *args: object) -> torch.Tensor:
+        """rescale_products, compiled: one pass over the output (two or three eagerly)."""
+        return self.run(rescale_products, *args)
 
 
 class DynamicInt8Linear(ConvertedLinear):
-    """An nn.Linear's inference with an int8 weight and a per-call uint8 input. (..., in) -> (..., out)."""
+    """An nn.Linear's inference with an int8 weight and per-token uint8 inputs. (..., in) -> (..., out)."""
 
     def __init__(self, linear: nn.Linear, weight_levels: int | None = None) -> None:
         super().__init__()
@@ -135,40 +156,36 @@ class DynamicInt8Linear(ConvertedLinear):
         # oneDNN's, meaningful to nothing else (and save_pretrained refuses quantized models anyway).
         self.packed_weight = torch.ops.onednn.qlinear_prepack(weight_int8.to(torch.int8), None)
         self.register_buffer("one", torch.tensor(1.0), persistent=False)
+        self.register_buffer("zero", torch.tensor(0), persistent=False)
         self.register_buffer("weight_scale", weight_scale, persistent=False)
         self.register_buffer("weight_zero_point", torch.zeros(self.out_features, dtype=torch.long), persistent=False)
+        # Each output's sum over its rounded weights, for the per-token zero points (rescale_products).
+        self.register_buffer("weight_sums", weight_int8.sum(dim=1) * weight_scale, persistent=False)  # (out,)
         bias = torch.zeros(self.out_features) if linear.bias is None else linear.bias.detach().float()
         self.register_buffer("bias", bias, persistent=False)  # (out,)
-        # "none", or "gelu" (set by quantize()): exact GELU applied by the kernel as it writes each
-        # output. The kernel then needs the whole input scale, so the input gets one scale per call
-        # instead of one per token; in exchange the bias, the scale and GELU cost no pass of their own.
+        # "none", or "gelu" (set by quantize()): exact GELU applied to each output as it is rescaled.
         self.post_op = "none"
-        # The input rounding: quantize_tokens, or the same compiled (set by quantize(compile=True)).
+        # The input rounding and the output rescaling: eager, or compiled (set by quantize(compile=True)).
         self.round_input = quantize_tokens
+        self.rescale_output = rescale_products
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        check_input(hidden, "an int8 layer")
+    layer_name = "an int8 layer"
+
+    def infer(self, hidden: torch.Tensor) -> torch.Tensor:
         if hidden.numel() == 0:  # no tokens: nothing to scale by (a max over nothing), nothing to multiply
             return hidden.new_zeros((*hidden.shape[:-1], self.out_features))
-        if self.post_op != "none":
-            codes, scale, zero_point = self.round_input(hidden, per_token=False)
-            return torch.ops.onednn.qlinear_pointwise.tensor(
-                codes, scale, zero_point, self.packed_weight, self.weight_scale, self.weight_zero_point, self.bias,
-                1.0, 0, torch.float32, self.post_op, [], "none",  # "none": GELU's erf form, not tanh
-            )  # (..., out)
         codes, scale, zero_point = self.round_input(hidden)
-        # The kernel takes one input scale for the whole tensor, so it gets 1, and the per-token scale
-        # is applied to its output: for token i and output j, with W the rounded weight times its
-        # channel scale (which the kernel applies itself) and z the zero point (subtracted by the kernel),
-        #   y[i, j] = scale[i] * sum_k (q[i, k] - z) W[j, k] + bias[j]
+        # The kernel takes one input scale and one zero point for the whole tensor, so it gets 1 and 0,
+        # and each token's own scale and zero point are applied to its output (rescale_products). With W
+        # the rounded weight times its channel scale (which the kernel applies itself):
         products = torch.ops.onednn.qlinear_pointwise.tensor(
-            codes, self.one, zero_point, self.packed_weight, self.weight_scale, self.weight_zero_point,
+            codes, self.one, self.zero, self.packed_weight, self.weight_scale, self.weight_zero_point,
             None, 1.0, 0, torch.float32, "none", [], "",
-        )  # (..., out): sum_k (q[i, k] - z) W[j, k]
-        return torch.addcmul(self.bias, products, scale, out=products)  # in place: (..., out)
+        )  # (..., out): sum_k q[i, k] W[j, k]
+        return self.rescale_output(products, scale, zero_point, self.weight_sums, self.bias, self.post_op == "gelu")
 
     def extra_repr(self) -> str:
-        fused = ", then GELU (one input scale)" if self.post_op == "gelu" else ""
+        fused = ", then GELU" if self.post_op == "gelu" else ""
         compiled = ", compiled rounding" if isinstance(self.round_input, CompiledRounding) else ""
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"weight levels ±{self.weight_levels}{fused}{compiled}")
@@ -194,7 +211,8 @@ def quantize(model: nn.Module, scheme: str = "int8", compile: bool = True) -> nn
 
     def make_layer(linear: nn.Linear) -> DynamicInt8Linear:
         layer = DynamicInt8Linear(linear, levels)
-        layer.round_input = rounding
+        if compile:
+            layer.round_input, layer.rescale_output = rounding, rounding.rescale
         return layer
 
     convert_encoder_linears(model, make_layer, f"quantize {scheme}")

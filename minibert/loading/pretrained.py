@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..config import BertConfig
-from ..fast.conversion import refuse_if_converted
+from ..fast.conversion import refuse_if_converted, refuse_training_if_converted
 from .atomic import SaveInProgressError, save_files
 from .config_file import CONFIG_NAME, config_digest, read_config_bytes
 from .dtypes import resolve_dtype
@@ -107,6 +107,12 @@ class PreTrainedBert(nn.Module):
 
     def tie_weights(self) -> None:
         """Point tied parameters at their source; heads with a tied decoder override this."""
+
+    def train(self, mode: bool = True) -> "PreTrainedBert":
+        """nn.Module.train, refused (before any module switches) for a model converted for inference."""
+        if mode:
+            refuse_training_if_converted(self)
+        return super().train(mode)
 
     def gradient_checkpointing_enable(self) -> None:
         """Recompute activations layer by layer in backward: less memory, about one more forward."""

@@ -8,9 +8,68 @@ punctuation character. The character classes come from ``unicode_tables.py``.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import operator
 import re
+from dataclasses import dataclass
+from typing import Sequence
 
 from .unicode_tables import unicode_tables
+
+
+@dataclass(frozen=True)
+class _Widths:
+    """How many characters a step turns each character of a text into, computed by C loops: the
+    characters that change are marked with their width as a control character (chr(0) to chr(9)),
+    every other character becomes chr(1). Control characters are gone after cleaning, the first
+    step, so no mark is mistaken for text; cleaning itself marks only chr(0), the width of the
+    control characters it removes."""
+
+    changed: re.Pattern[str]  # the characters that become other than one character
+    marks: dict[int, str] | str  # a translate map to their marks, or the one mark of them all
+    unchanged: re.Pattern[str]  # every character but the marks
+
+    @classmethod
+    def of(cls, changed: re.Pattern[str], widths: dict[int, int] | int) -> _Widths:
+        if isinstance(widths, int):
+            return cls(changed, chr(widths), re.compile(f"[^{re.escape(chr(widths))}]"))
+        used = "".join(sorted({re.escape(chr(width)) for width in widths.values()}))
+        return cls(changed, {point: chr(width) for point, width in widths.items()}, re.compile(f"[^{used}]"))
+
+    def carry(self, origins: Sequence[int], text: str) -> Sequence[int]:
+        """Origins through the step: each character's origin, repeated as many times as it
+        becomes characters (0: removed)."""
+        if self.changed.search(text) is None:
+            return origins
+        marked = self.changed.sub(self.marks, text) if isinstance(self.marks, str) else text.translate(self.marks)
+        widths = self.unchanged.sub("\x01", marked).encode("latin-1")  # one byte per character
+        return list(itertools.chain.from_iterable(map(itertools.repeat, origins, widths)))
+
+
+@functools.cache
+def _widths(step: str) -> _Widths:
+    """The _Widths of a normalization step ("clean", "space_out_cjk", "decompose", "drop_marks", "lower")."""
+    tables = unicode_tables()
+    if step in ("decompose", "lower"):
+        table = tables.decompose if step == "decompose" else tables.lowercase
+        widths = {point: len(value) for point, value in table.items() if len(value) != 1}
+        return _Widths.of(re.compile(_char_class(sorted(widths))), widths)
+    changed, width = {"clean": (tables.control, 0), "space_out_cjk": (tables.cjk, 3), "drop_marks": (tables.marks, 0)}[step]
+    return _Widths.of(changed, width)
+
+
+def _char_class(points: list[int]) -> str:
+    """Sorted code points -> a regex character class, consecutive ones as a range (Hangul's 11,172
+    syllables are one)."""
+    runs: list[list[int]] = []
+    for point in points:
+        if runs and point == runs[-1][1] + 1:
+            runs[-1][1] = point
+        else:
+            runs.append([point, point])
+    body = "".join(re.escape(chr(first)) + ("" if first == last else "-" + re.escape(chr(last))) for first, last in runs)
+    return f"[{body}]" if body else "(?!)"
 
 
 class BasicTokenizer:
@@ -67,21 +126,39 @@ class BasicTokenizer:
         """Lower-case as Rust does it, one character at a time (so "Σ" is always "σ": no final "ς")."""
         return text.translate(self.tables.lowercase)
 
-    def origins(self, text: str) -> list[int]:
+    def origins(self, text: str) -> Sequence[int]:
         """For each character of ``normalize(text)``, the index in ``text`` of the one it came from."""
-        if text.isascii():
-            removed = self.tables.ascii_clean
-            return [index for index, char in enumerate(text) if removed.get(ord(char), 0) is not None]
-        origins = list(range(len(text)))
-        for step in self.steps:
-            if step == self.decompose:
-                origins = self._decomposed_origins(text, origins)
-            else:  # the other steps map each character on its own
-                origins = [origin for char, origin in zip(text, origins) for _ in range(len(step(char)))]
-            text = step(text)
-        return origins
+        return self.normalize_with_origins(text)[1]
 
-    def _decomposed_origins(self, text: str, origins: list[int]) -> list[int]:
+    def normalize_with_origins(self, text: str, space_out_cjk: bool = True) -> tuple[str, Sequence[int]]:
+        """``normalize(text)`` and, for each of its characters, the index in ``text`` of the one it
+        came from (a range where every character stayed in place, as in most ASCII text).
+        ``space_out_cjk=False`` leaves that step out: ``words_with_spans`` then splits each CJK
+        ideograph off as spacing would (a third of the work on CJK text, where every character moves).
+
+        Each step maps characters one by one, so each character's origin is repeated as many times
+        as the step turns it into characters (see _Widths); NFD's canonical reordering, where a run of marks is out of order
+        (rare), takes the reference aligner's rules (_decomposed_origins)."""
+        origins: Sequence[int] = range(len(text))
+        if text.isascii():
+            return self.normalize(text), _widths("clean").carry(origins, text)
+        for step in self.steps:
+            if step == self.space_out_cjk and not space_out_cjk:
+                continue
+            if step == self.decompose:
+                decomposed = text.translate(self.tables.decompose)
+                reordered = self.tables.mark_runs.sub(self._reorder, decomposed)
+                if reordered == decomposed:
+                    origins = _widths("decompose").carry(origins, text)
+                else:
+                    origins = self._decomposed_origins(text, origins)
+                text = reordered
+            else:
+                origins = _widths(step.__name__).carry(origins, text)
+                text = step(text)
+        return text, origins
+
+    def _decomposed_origins(self, text: str, origins: Sequence[int]) -> list[int]:
         """Origins through NFD, assigned as the reference's aligner does.
 
         Each character decomposes on its own: its first piece replaces it, the others are inserted.
@@ -114,6 +191,17 @@ class BasicTokenizer:
         """Like ``split``, as (start, end) character positions in ``normalized``."""
         return [match.span() for match in self.tables.words.finditer(normalized)]
 
+    def words_with_starts(self, normalized: str, cjk_spaced_out: bool = True) -> tuple[list[str], list[int]]:
+        """``split(normalized)`` and where each word starts in ``normalized``, from C loops: one regex
+        pass gives each word with the whitespace before it, and the starts are running sums of their
+        lengths (no Match object per word). ``cjk_spaced_out=False``: each CJK ideograph is a word."""
+        tables = self.tables
+        pattern = tables.spaced_words if cjk_spaced_out or not self.tokenize_chinese_chars else tables.spaced_words_and_cjk
+        found = pattern.findall(normalized)  # [(whitespace, word), ...]
+        bounds = list(itertools.accumulate(map(len, itertools.chain.from_iterable(found))))  # [start 0, end 0, start 1, ...]
+        return list(map(operator.itemgetter(1), found)), bounds[0::2]
+
     def tokenize(self, text: str) -> list[str]:
         """Text -> words."""
         return self.split(self.normalize(text))
+

@@ -8,8 +8,10 @@ surprise is marked "Reference quirk" where we reproduce it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import numbers
+import operator
 import os
 import re
 import warnings
@@ -195,13 +197,22 @@ class BertTokenizer:
 
     def _encode_with_offsets(self, text: str, position: int, ids: list[int],
                              offsets: list[tuple[int, int]]) -> None:
-        normalized = self.basic.normalize(text)
-        origins = self.basic.origins(text)
-        for word_start, word_end in self.basic.spans(normalized):
-            for piece_id, start, end in self.wordpiece.spans(normalized[word_start:word_end]):
-                ids.append(piece_id)
-                # A piece spans from its first character's source to just past its last one's.
-                offsets.append((position + origins[word_start + start], position + origins[word_start + end - 1] + 1))
+        normalized, origins = self.basic.normalize_with_origins(text, space_out_cjk=False)
+        words, starts = self.basic.words_with_starts(normalized, cjk_spaced_out=False)
+        pieces_of = self.wordpiece.pieces
+        in_place = isinstance(origins, range)  # normalizing moved nothing: a character's origin is its index
+        for word, start in zip(words, starts):
+            word_ids, bounds = pieces_of(word)  # bounds: (start 0, end 0, start 1, end 1, ...) in the word
+            ids += word_ids
+            # A piece spans from its first character's source to just past its last one's.
+            if in_place and len(bounds) == 2:  # most words: one piece
+                offsets.append((position + start + bounds[0], position + start + bounds[1]))
+            elif in_place:
+                offsets += [(position + start + bounds[index], position + start + bounds[index + 1])
+                            for index in range(0, len(bounds), 2)]
+            else:
+                offsets += [(position + origins[start + bounds[index]], position + origins[start + bounds[index + 1] - 1] + 1)
+                            for index in range(0, len(bounds), 2)]
 
     def tokenize(self, text: str, pair: str | None = None) -> list[str]:
         """Text (and a pair) -> WordPiece tokens, without [CLS]/[SEP]."""

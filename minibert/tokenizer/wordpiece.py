@@ -6,6 +6,8 @@ it cannot cover, or one longer than ``max_input_chars_per_word``, becomes ``[UNK
 
 from __future__ import annotations
 
+import itertools
+
 
 class WordPiece:
     """Word -> vocabulary pieces, greedy longest-match-first; ``##`` marks a continuation."""
@@ -20,6 +22,7 @@ class WordPiece:
         self.prefix = prefix
         self.longest = max(map(len, vocab), default=0)  # no piece is longer, so no longer match is tried
         self.cache: dict[str, tuple[int, ...]] = {}
+        self.bounds_cache: dict[str, tuple[int, ...]] = {}  # see pieces
 
     def spans(self, word: str) -> list[tuple[int, int, int]]:
         """(id, start, end) of each piece of ``word``; a single [UNK] when it cannot be covered."""
@@ -47,3 +50,22 @@ class WordPiece:
                 self.cache.clear()
             ids = self.cache[word] = tuple(piece_id for piece_id, _, _ in self.spans(word))
         return ids
+
+    def pieces(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The piece ids of ``word`` and the pieces' bounds in it, flat: (start 0, end 0, start 1, ...),
+        remembered: offsets need both. Flat tuples of ints, which the garbage collector stops
+        tracking, where nested ones would make every collection walk the whole cache."""
+        bounds = self.bounds_cache.get(word)
+        if bounds is None:
+            if len(self.bounds_cache) >= self.CACHE_SIZE:
+                self.bounds_cache.clear()
+            spans = self.spans(word)
+            self.cache[word] = tuple(piece_id for piece_id, _, _ in spans)
+            bounds = self.bounds_cache[word] = ((spans[0][1], spans[0][2]) if len(spans) == 1 else
+                                                tuple(itertools.chain.from_iterable((start, end) for _, start, end in spans)))
+        return self.cache[word], bounds
+
+    def clear_caches(self) -> None:
+        """Forget every word seen (a benchmark's cold start)."""
+        self.cache.clear()
+        self.bounds_cache.clear()
