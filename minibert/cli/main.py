@@ -1,4 +1,4 @@
-"""Command line: ``python -m minibert [walkthrough | fill-mask | encode | attention | inspect | parity | bench]``
+"""Command line: ``python -m minibert [walkthrough | fill-mask | encode | attention | inspect | parity | bench | pretrain]``
 (also installed as the ``minibert`` command).
 
 With no subcommand it runs the walkthrough: the seed notebook's steps, from a config to the hidden
@@ -18,6 +18,7 @@ from ..config import BertConfig
 from ..loading.dtypes import parse_dtype
 from ..model import BertModel
 from ..tokenizer import BertTokenizer
+from .pretrain import add_parser as add_pretrain_parser
 
 DEFAULT_MODEL = "bert-base-cased"
 # The seed notebook's three sentences, and the ids it fed the model for them when it skipped tokenizing.
@@ -188,6 +189,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
+    return value
+
+
 def device_name(text: str) -> str:
     try:
         return str(torch.device(text))
@@ -259,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  add_help=False, prefix_chars="+")
     runner.add_argument("options", nargs=argparse.REMAINDER, help="options of benchmarks/run.py")
     runner.set_defaults(run=bench)
+    add_pretrain_parser(commands, positive_int, positive_float)
     return parser
 
 
