@@ -12,6 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import torch
+
 from ..pretraining import corpus
 from ..pretraining.data import default_cache_dir, load_or_train_tokenizer, tokenized_corpus
 from ..pretraining.step import Settings
@@ -45,6 +47,10 @@ def add_parser(commands: argparse._SubParsersAction, positive_int, positive_floa
     data.add_argument("--steps", type=positive_int, help="optimizer steps (with --minutes: whichever ends first)")
     data.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                       help="bf16 autocast or float32; auto measures which is faster here (default)")
+    data.add_argument("--threads", type=positive_int, help="torch threads per process (default: torch's choice; "
+                                                           "on a busy machine 1 can be several times faster)")
+    data.add_argument("--mlm-probability", type=positive_float, default=DEFAULTS.mlm_probability,
+                      help="share of the tokens masked (%(default)s)")
     data.add_argument("--seed", type=int, default=0)
     data.add_argument("--corpus", metavar="FILE", help="train on this text instead, one paragraph per line")
     out = run.add_argument_group("output")
@@ -63,6 +69,8 @@ def add_parser(commands: argparse._SubParsersAction, positive_int, positive_floa
 
 def pretrain_command(args: argparse.Namespace) -> int:
     output = Path(args.output)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     check_writable(output)
     if args.resume and args.tokenizer is None and (output / "vocab.txt").exists():
         args.tokenizer = str(output)  # the vocabulary the checkpoint was trained with
@@ -83,7 +91,7 @@ def pretrain_command(args: argparse.Namespace) -> int:
                         batch_size=args.batch_size, accumulation=args.accumulation, lr=args.lr, warmup=args.warmup,
                         weight_decay=args.weight_decay, clip=args.clip, minutes=minutes, steps=args.steps,
                         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
-                        precision=args.precision, seed=args.seed, stop_after=args.stop_after)
+                        precision=args.precision, seed=args.seed, mlm_probability=args.mlm_probability, stop_after=args.stop_after)
     if args.hidden % args.heads:
         raise ValueError(f"--hidden {args.hidden} is not a multiple of --heads {args.heads}")
     if not args.resume and os.environ.get("RANK", "0") == "0":

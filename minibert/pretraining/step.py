@@ -43,6 +43,7 @@ class Settings:
     eval_every: int = 0  # steps; 0: ten evaluations over the run
     checkpoint_every: int = 0  # steps; 0: at every evaluation
     precision: str = "auto"
+    mlm_probability: float = 0.15
     seed: int = 0
     stop_after: int | None = None  # for tests: stop after this step's checkpoint, as if killed
 

@@ -54,9 +54,10 @@ def pretrain(settings: Settings, tokenizer: BertTokenizer, train_paragraphs: lis
     if len(rows) < settings.batch_size:
         raise ValueError(f"the corpus is too small for the batch: {len(rows)} rows of up to {settings.seq_len} "
                          f"tokens, fewer than --batch-size {settings.batch_size}")
-    collator = DataCollatorForLanguageModeling(tokenizer, seed=settings.seed)
+    collator = DataCollatorForLanguageModeling(tokenizer, settings.mlm_probability, seed=settings.seed)
     held_out_rows = pack(held_out_paragraphs, settings.seq_len, tokenizer.cls_token_id, tokenizer.sep_token_id)
-    held_out = held_out_batches(held_out_rows, collator, 64, most_frequent_token(train_paragraphs, len(tokenizer)))
+    held_out = held_out_batches(held_out_rows, DataCollatorForLanguageModeling(tokenizer), 64,  # 15% masked, always
+                                most_frequent_token(train_paragraphs, len(tokenizer)))
 
     checkpoint = load_checkpoint(output) if resume else None
     torch.manual_seed(settings.seed)
