@@ -22,7 +22,7 @@ from minibert.cli.main import main
 WORDS = ("return the value of list string object default argument function raise error if is not found new a "
          "an to from in for with this that file name path module class method").split()
 TINY = ["--layers", "2", "--hidden", "32", "--heads", "2", "--seq-len", "32", "--batch-size", "8", "--precision",
-        "fp32", "--lr", "1e-3"]
+        "fp32", "--lr", "1e-3", "--threads", "1"]
 
 
 @pytest.fixture(scope="module")

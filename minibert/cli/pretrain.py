@@ -30,6 +30,8 @@ def add_parser(commands: argparse._SubParsersAction, positive_int, positive_floa
     shape.add_argument("--layers", type=positive_int, default=DEFAULTS.layers, help="encoder layers (%(default)s)")
     shape.add_argument("--hidden", type=positive_int, default=DEFAULTS.hidden, help="width (%(default)s)")
     shape.add_argument("--heads", type=positive_int, default=DEFAULTS.heads, help="attention heads (%(default)s)")
+    shape.add_argument("--init-range", type=positive_float, help="std of the initial weights (default: "
+                       "hidden ** -0.5, 0.088 at 128 wide; BERT's 0.02 sits on the unigram plateau far longer)")
     shape.add_argument("--vocab-size", type=positive_int, default=8000,
                        help="WordPiece vocabulary trained on the corpus (%(default)s); ignored with --tokenizer")
     shape.add_argument("--tokenizer", metavar="DIR", help="use this tokenizer (a folder with vocab.txt) instead")
@@ -47,8 +49,8 @@ def add_parser(commands: argparse._SubParsersAction, positive_int, positive_floa
     data.add_argument("--steps", type=positive_int, help="optimizer steps (with --minutes: whichever ends first)")
     data.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                       help="bf16 autocast or float32; auto measures which is faster here (default)")
-    data.add_argument("--threads", type=positive_int, help="torch threads per process (default: torch's choice; "
-                                                           "on a busy machine 1 can be several times faster)")
+    data.add_argument("--threads", type=positive_int, help="torch threads per process (default: torch's count, "
+                                                           "or 1 when a probe measures it faster, as on a busy machine)")
     data.add_argument("--mlm-probability", type=positive_float, default=DEFAULTS.mlm_probability,
                       help="share of the tokens masked (%(default)s)")
     data.add_argument("--seed", type=int, default=0)
@@ -71,6 +73,8 @@ def pretrain_command(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if os.environ.get("WORLD_SIZE", "1") != "1" and not args.threads:
+        torch.set_num_threads(max(1, torch.get_num_threads() // int(os.environ["WORLD_SIZE"])))  # cores shared out
     check_writable(output)
     if args.resume and args.tokenizer is None and (output / "vocab.txt").exists():
         args.tokenizer = str(output)  # the vocabulary the checkpoint was trained with
@@ -91,7 +95,8 @@ def pretrain_command(args: argparse.Namespace) -> int:
                         batch_size=args.batch_size, accumulation=args.accumulation, lr=args.lr, warmup=args.warmup,
                         weight_decay=args.weight_decay, clip=args.clip, minutes=minutes, steps=args.steps,
                         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every,
-                        precision=args.precision, seed=args.seed, mlm_probability=args.mlm_probability, stop_after=args.stop_after)
+                        precision=args.precision, seed=args.seed, mlm_probability=args.mlm_probability,
+                        init_range=args.init_range, threads=args.threads or 0, stop_after=args.stop_after)
     if args.hidden % args.heads:
         raise ValueError(f"--hidden {args.hidden} is not a multiple of --heads {args.heads}")
     if not args.resume and os.environ.get("RANK", "0") == "0":

@@ -28,13 +28,13 @@ from .sparse import sparse_masked_lm_loss
 class Settings:
     """A run's options (the command line's, see cli/pretrain.py)."""
 
-    layers: int = 4
-    hidden: int = 256
-    heads: int = 4
-    seq_len: int = 128
-    batch_size: int = 128
+    layers: int = 2
+    hidden: int = 128
+    heads: int = 2
+    seq_len: int = 64
+    batch_size: int = 32
     accumulation: int = 1
-    lr: float = 2e-3
+    lr: float = 1e-3
     warmup: float = 0.06  # share of the run spent warming the learning rate up
     weight_decay: float = 0.01
     clip: float = 1.0
@@ -44,6 +44,8 @@ class Settings:
     checkpoint_every: int = 0  # steps; 0: at every evaluation
     precision: str = "auto"
     mlm_probability: float = 0.15
+    threads: int = 0  # torch threads per process; 0: torch's count, or 1 if measured faster
+    init_range: float | None = None  # std of the initial weights; None: hidden ** -0.5 (BERT's 0.02 stalls)
     seed: int = 0
     stop_after: int | None = None  # for tests: stop after this step's checkpoint, as if killed
 
@@ -58,7 +60,8 @@ def get_lr(progress: float, peak: float, warmup: float) -> float:
 def build_model(settings: Settings, vocab_size: int) -> BertForMaskedLM:
     config = BertConfig(vocab_size=vocab_size, hidden_size=settings.hidden, num_hidden_layers=settings.layers,
                         num_attention_heads=settings.heads, intermediate_size=4 * settings.hidden,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                        initializer_range=settings.init_range or settings.hidden ** -0.5)
     return BertForMaskedLM(config)
 
 
@@ -134,20 +137,30 @@ def collate(collator: DataCollatorForLanguageModeling, rows: list[list[int]], se
     return collator([{"input_ids": row} for row in rows])
 
 
-def bf16_speedup(model: BertForMaskedLM, batch: dict[str, torch.Tensor], repeats: int = 3) -> float:
-    """How many times faster a forward and backward pass runs under bf16 autocast than in float32 on
-    this batch (best of ``repeats``, the two alternated, as the machine may be busy). The gradients are
-    cleared afterwards; with dropout on, the draws use up torch's RNG, so seed after calling this."""
+def step_seconds(model: BertForMaskedLM, batch: dict[str, torch.Tensor], precision: str) -> float:
+    """Seconds of one forward and backward pass on ``batch`` (the gradients are left for the caller)."""
     device = next(model.parameters()).device
-    best = {"fp32": math.inf, "bf16": math.inf}
+    start = time.perf_counter()
+    with autocast_context(precision, device):
+        sparse_masked_lm_loss(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                              batch["labels"].to(device)).backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def speedup(model: BertForMaskedLM, batch: dict[str, torch.Tensor], settings: dict[str, dict], repeats: int = 3) -> float:
+    """How many times faster the second of two settings runs a forward and backward pass than the first,
+    best of ``repeats``, the two alternated (the machine may be busy). A setting: {"precision": "fp32"
+    or "bf16", "threads": torch threads}. Gradients are cleared after; with dropout on, the passes use
+    up torch's RNG, so seed after calling this."""
+    best = {name: math.inf for name in settings}
+    threads = torch.get_num_threads()
     for _ in range(repeats):
-        for precision in best:
-            start = time.perf_counter()
-            with autocast_context(precision, device):
-                sparse_masked_lm_loss(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                                      batch["labels"].to(device)).backward()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            best[precision] = min(best[precision], time.perf_counter() - start)
+        for name, setting in settings.items():
+            torch.set_num_threads(setting.get("threads", threads))
+            best[name] = min(best[name], step_seconds(model, batch, setting.get("precision", "fp32")))
+    torch.set_num_threads(threads)
     model.zero_grad(set_to_none=True)
-    return best["fp32"] / best["bf16"]
+    first, second = best.values()
+    return first / second

@@ -32,7 +32,8 @@ from ..tokenizer import BertTokenizer
 from .collator import DataCollatorForLanguageModeling
 from .data import most_frequent_token, pack
 from .evaluation import evaluate, fill_mask_table, held_out_batches, plot_history
-from .step import Settings, adamw, autocast_context, bf16_speedup, build_model, collate, get_lr, global_batch, train_step
+from .step import (Settings, adamw, autocast_context, build_model, collate, get_lr, global_batch, speedup,
+                   train_step)
 
 EVALUATIONS_PER_RUN = 10
 
@@ -72,17 +73,19 @@ def pretrain(settings: Settings, tokenizer: BertTokenizer, train_paragraphs: lis
         state = {name: checkpoint[name] for name in state}
         settings.precision = checkpoint["precision"]
         log(f"resumed from {output / 'checkpoint.pt'} at step {state['step']}")
-    elif settings.precision == "auto":
-        settings.precision, why = choose_precision(model, collate(collator, rows[:16], settings.seed, -1), device)
-        torch.manual_seed(settings.seed)
-    else:
-        why = "as asked"
+    probe = collate(collator, rows[: settings.batch_size // world], settings.seed, 10**9)  # a batch for timing
+    threads = choose_threads(model, probe) if settings.threads == 0 and device.type == "cpu" else \
+        f"{torch.get_num_threads()} thread(s)"
+    why = "as asked"
+    if settings.precision == "auto" and not checkpoint:
+        settings.precision, why = choose_precision(model, probe, device)
+    torch.manual_seed(settings.seed)
     parameters = sum(parameter.numel() for parameter in model.parameters())
     log(f"pretraining a {model.config.num_hidden_layers}-layer, {model.config.hidden_size}-wide BERT "
         f"({model.config.num_attention_heads} heads, {parameters / 1e6:.1f}M parameters, vocabulary {len(tokenizer)}) "
         f"on {len(rows)} rows of up to {settings.seq_len} tokens; batch {settings.batch_size} = {world} process(es) x "
         f"{settings.accumulation} accumulation step(s); {settings.precision}"
-        + ("" if checkpoint else f" ({why})") + f"; device {device}")
+        + ("" if checkpoint else f" ({why})") + f"; {threads}; device {device}")
 
     eval_every = settings.eval_every or max(1, (settings.steps or 0) // EVALUATIONS_PER_RUN)
     eval_seconds = 60 * (settings.minutes or math.inf) / EVALUATIONS_PER_RUN
@@ -127,16 +130,34 @@ def pretrain(settings: Settings, tokenizer: BertTokenizer, train_paragraphs: lis
 
 
 def choose_precision(model: BertForMaskedLM, batch: dict, device: torch.device) -> tuple[str, str]:
-    """("bf16" or "fp32", why): bf16 autocast when it runs at least 10% faster here, measured."""
+    """("bf16" or "fp32", why): bf16 autocast when it runs at least 25% faster here, measured."""
     if device.type == "cuda":
         return ("bf16", "the GPU supports it") if torch.cuda.is_bf16_supported() else ("fp32", "no bf16 on this GPU")
-    speedup = bf16_speedup(model, batch)
-    if dist.is_initialized():  # every process takes rank 0's measurement
-        shared = torch.tensor([speedup])
-        dist.broadcast(shared, 0)
-        speedup = float(shared)
-    choice = "bf16" if speedup >= 1.1 else "fp32"
-    return choice, f"bf16 autocast measured at {speedup:.2f}x float32's speed on this machine"
+    gain = agreed(speedup(model, batch, {"fp32": {"precision": "fp32"}, "bf16": {"precision": "bf16"}}))
+    # bf16 rounds every activation: worth it only when clearly faster (the probe is noisy on a busy machine)
+    return ("bf16" if gain >= 1.25 else "fp32"), f"bf16 autocast measured at {gain:.2f}x float32's speed here"
+
+
+def choose_threads(model: BertForMaskedLM, batch: dict) -> str:
+    """Keep torch's thread count, or one thread when that runs at least 10% faster (on a busy machine
+    threads that wait for each other can cost several times over); returns the log's words."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        return "1 thread"
+    gain = agreed(speedup(model, batch, {"many": {"threads": threads}, "one": {"threads": 1}}))
+    if gain >= 1.1:
+        torch.set_num_threads(1)
+        return f"1 thread (measured {gain:.2f}x faster than {threads} here)"
+    return f"{threads} threads (1 thread measured at {gain:.2f}x)"
+
+
+def agreed(value: float) -> float:
+    """Rank 0's measurement, in every process, so that all choose alike."""
+    if not dist.is_initialized():
+        return value
+    shared = torch.tensor([value], dtype=torch.float64)
+    dist.broadcast(shared, 0)
+    return float(shared)
 
 
 def record_evaluation(model: BertForMaskedLM, held_out, settings: Settings, state: dict, device: torch.device) -> str:
