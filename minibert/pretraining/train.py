@@ -93,9 +93,9 @@ def pretrain(settings: Settings, tokenizer: BertTokenizer, train_paragraphs: lis
     bar = tqdm(total=settings.steps, initial=state["step"], disable=rank != 0, unit="step", dynamic_ncols=True)
     while (progress := progress_of(settings, state["step"], state["train_seconds"])) < 1:
         lr = get_lr(progress, settings.lr, settings.warmup)
+        start = time.perf_counter()
         batch = collate(collator, global_batch(rows, state["step"], settings.batch_size, settings.seed),
                         settings.seed, state["step"])
-        start = time.perf_counter()
         loss, _ = train_step(model, optimizer, batch, settings, lr, rank, world)
         state["train_seconds"] += agreed_seconds(time.perf_counter() - start, world)
         state["step"] += 1
@@ -114,7 +114,8 @@ def pretrain(settings: Settings, tokenizer: BertTokenizer, train_paragraphs: lis
             bar.close()
             return None
     bar.close()
-    log(record_evaluation(model, held_out, settings, state, device))
+    if "heldout_loss" not in state["history"][-1]:  # unless the last step was just evaluated
+        log(record_evaluation(model, held_out, settings, state, device))
     summary = summary_of(settings, state, world)
     if rank == 0:
         save_checkpoint(output, model, optimizer, dict(state, precision=settings.precision))
