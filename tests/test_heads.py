@@ -327,3 +327,29 @@ def test_fill_mask_errors_are_one_line_and_exit_nonzero(tmp_path):
                                 text=True, env=environment, timeout=300)
         assert result.returncode == code and words in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_later_labels_of_another_integer_dtype_keep_the_problem_type(tmp_path):
+    """The first labels decide problem_type (int64 -> single-label); uint8 labels later are still
+    class indices, as in transformers, which keeps the decided type: the losses stay equal."""
+    directory = write_head_checkpoint(tmp_path, "BertForSequenceClassification", dict(TINY, num_labels=3))
+    ours, theirs = load_pair(directory, "BertForSequenceClassification", "eager")
+    inputs = random_batch(TINY, batch=5, seq=7, seed=4)
+    labels = torch.randint(0, 3, (5,), generator=torch.Generator().manual_seed(4))
+    for dtype in (torch.long, torch.uint8):
+        ours_loss, theirs_loss = ours(**inputs, labels=labels.to(dtype)).loss, theirs(**inputs, labels=labels.to(dtype)).loss
+        assert ours.config.problem_type == theirs.config.problem_type == "single_label_classification", dtype
+        assert_equal(ours_loss, theirs_loss, f"loss with {dtype} labels")
+
+
+def test_num_labels_given_with_a_config_replaces_its_label_names(tmp_path):
+    """from_pretrained(path, config=cfg, num_labels=3) builds 3 labels, as BertConfig.from_pretrained(path,
+    num_labels=3) does: the config's two label names give way (dataclasses.replace kept them)."""
+    directory = BertModel(BertConfig(**TINY, id2label={0: "negative", 1: "positive"})).save_pretrained(tmp_path)
+    config = BertConfig.from_pretrained(directory)
+    assert config.num_labels == 2
+    model = BertForSequenceClassification.from_pretrained(directory, config=config, num_labels=3)
+    assert model.config.num_labels == 3 and model.classifier.out_features == 3
+    assert model.config.id2label == {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"}
+    assert model.config.id2label == BertConfig.from_pretrained(directory, num_labels=3).id2label
+    assert config.num_labels == 2  # the caller's config is not changed

@@ -43,8 +43,18 @@ def test_an_unreachable_hub_costs_one_attempt(unreachable_hub, tmp_path):
     assert unreachable_hub.connections == 1
 
 
-def test_hf_hub_offline_makes_no_attempt(unreachable_hub, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+@pytest.mark.parametrize("value", ["1", "true", "on", "ON", "yes", "True"])
+def test_hf_hub_offline_makes_no_attempt(unreachable_hub, tmp_path, monkeypatch, value):
+    """Every spelling huggingface_hub takes as true (its _is_true: 1, ON, YES, TRUE in any case)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
     with pytest.raises(OSError, match="cannot be reached"):
         resolve_file("bert-base-cased", "config.json", cache_dir=tmp_path / "empty")
     assert unreachable_hub.connections == 0
+
+
+@pytest.mark.parametrize("value", ["0", "false", "off", ""])
+def test_hf_hub_offline_false_still_looks_once(unreachable_hub, tmp_path, monkeypatch, value):
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    with pytest.raises(OSError, match="cannot be reached"):
+        resolve_file("bert-base-cased", "config.json", cache_dir=tmp_path / "empty")
+    assert unreachable_hub.connections == 1

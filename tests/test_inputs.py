@@ -58,3 +58,27 @@ def test_good_variants_are_accepted(model):
         model(GOOD, attention_mask=torch.tensor([[True] * 4, [True, True, False, False]]))
         model(GOOD, position_ids=torch.arange(4)[None], token_type_ids=torch.ones(2, 4, dtype=torch.int32))
         model(torch.ones(1, 10, dtype=torch.long))  # exactly max_position_embeddings
+
+
+@pytest.mark.parametrize("implementation", ["eager", "sdpa"])
+def test_a_sequence_longer_than_the_positions_with_explicit_position_ids_is_accepted(tiny_checkpoints, implementation):
+    """transformers checks the positions, not the length: 80 tokens on a 64-position model run when
+    position_ids (here 0..63, then 0..15) all lie below 64. Only without position_ids is the length refused."""
+    from conftest import reference_model
+
+    directory = tiny_checkpoints["tiny"]  # max_position_embeddings=64
+    ours = BertModel.from_pretrained(directory, attn_implementation=implementation)
+    theirs = reference_model(directory, implementation)
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(1, 120, (2, 80), generator=generator)  # (batch, seq)
+    inputs = dict(input_ids=input_ids, position_ids=(torch.arange(80) % 64)[None].expand(2, 80),
+                  token_type_ids=torch.zeros_like(input_ids), attention_mask=torch.ones_like(input_ids))
+    with torch.no_grad():
+        expected = theirs(**inputs).last_hidden_state
+        actual = ours(**inputs).last_hidden_state
+    if implementation == "eager":
+        assert torch.equal(actual, expected)
+    else:
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        ours(input_ids=input_ids)

@@ -8,6 +8,7 @@ grandchild per kill from a process that has already imported torch, so the run t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -100,8 +101,11 @@ def model_state(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
 
 def tokenizer_state(folder: Path) -> tuple:
+    """What minibert loads, and whether transformers would read a tokenizer.json instead (only the old
+    folder has one: a save removes it with the files it replaces, never later)."""
     tokenizer = BertTokenizer.from_pretrained(folder)
-    return tokenizer.id_to_token, tokenizer.do_lower_case, tokenizer.strip_accents, tokenizer.model_max_length
+    return (tokenizer.id_to_token, tokenizer.do_lower_case, tokenizer.strip_accents, tokenizer.model_max_length,
+            (folder / "tokenizer.json").exists())
 
 
 def same_model(a: tuple[dict, dict[str, torch.Tensor]], b: tuple[dict, dict[str, torch.Tensor]]) -> bool:
@@ -137,6 +141,10 @@ def test_a_killed_save_leaves_old_new_or_a_clear_error(tiny_checkpoints, tmp_pat
     old_model = tiny_checkpoints["tiny"]  # written by transformers: no trace of minibert in it
     new_model = changed_model(old_model, tmp_path / "new-model")
     old_tokenizer = tokenizer_folder(tmp_path / "old-tok", ["hello", "world"])
+    from conftest import transformers  # the old folder as transformers leaves it: with its tokenizer.json
+
+    transformers.BertTokenizerFast(vocab_file=str(old_tokenizer / "vocab.txt")).backend_tokenizer.save(
+        str(old_tokenizer / "tokenizer.json"))
     new_tokenizer = tokenizer_folder(tmp_path / "new-tok", ["Hello", "World", "##s"], do_lower_case=False,
                                      model_max_length=128)
     jobs = [dict(kind="model", old=str(old_model), new=str(new_model), work=str(tmp_path / "model-kills")),
@@ -226,6 +234,8 @@ def test_transformers_loads_what_minibert_saves_and_the_metadata_says_pt(tiny_ch
 
     saved = BertModel.from_pretrained(tiny_checkpoints["tiny"]).save_pretrained(tmp_path)
     with safe_open(saved / "model.safetensors", framework="pt") as handle:
-        assert handle.metadata() == {"format": "pt"}
+        # "pt" for transformers; the digest pairs the weights with the config.json saved with them.
+        assert handle.metadata() == {"format": "pt", "minibert_config_sha256":
+                                     hashlib.sha256((saved / "config.json").read_bytes()).hexdigest()}
     _, info = transformers.BertModel.from_pretrained(str(saved), output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]

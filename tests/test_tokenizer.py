@@ -569,3 +569,31 @@ def test_bad_input_gets_a_clear_error(toy, tmp_path):
         BertTokenizer(toy.vocab_file, never_split=["hello"])
     with pytest.warns(UserWarning, match="max_length is ignored"):
         toy(["a", "a b"], padding=True, max_length=3)
+
+
+def test_save_over_a_transformers_folder_leaves_one_tokenizer(tmp_path, toy_dir):
+    """transformers reads tokenizer.json before vocab.txt: a save over a folder that has one (another
+    vocabulary, another casing) must not leave it behind, or AutoTokenizer loads the old tokenizer."""
+    folder = tmp_path / "hf"
+    other = tmp_path / "other-vocab.txt"
+    other.write_text("\n".join(reversed(TOY_TOKENS)) + "\n", encoding="utf-8")  # other ids for every token
+    Reference(vocab_file=str(toy_dir / "vocab.txt"), do_lower_case=False).save_pretrained(folder)
+    assert (folder / "tokenizer.json").is_file()
+    ours = BertTokenizer(other, do_lower_case=True)
+    ours.save_pretrained(folder)
+    assert not (folder / "tokenizer.json").exists()
+    theirs = transformers.AutoTokenizer.from_pretrained(folder)
+    texts = ["Hello World!", "unaffable playing, a b", "HELLO"]
+    assert dict(theirs(texts, padding=True)) == dict(ours(texts, padding=True))
+
+
+def test_an_interrupted_save_is_named_as_such(tmp_path, toy):
+    """A save killed after it removed vocab.txt leaves its staging folder: the error says what happened
+    (as the model's loader does), not only that vocab.txt is missing."""
+    toy.save_pretrained(tmp_path)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    staging = tmp_path / f".minibert-save.{int(finished.stdout)}.0123abcd.tmp"  # a process that is gone
+    staging.mkdir()
+    (tmp_path / "vocab.txt").rename(staging / "vocab.txt")
+    with pytest.raises(OSError, match="a save into it was interrupted"):
+        BertTokenizer.from_pretrained(tmp_path)

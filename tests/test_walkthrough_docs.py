@@ -3,9 +3,11 @@ page shows.
 
 The pages use "bert-base-cased". Here that name resolves, through a hub cache laid out in a temp
 folder with HF_HUB_OFFLINE=1, to a tiny checkpoint with bert-base-cased's tensor names and a small
-cased vocabulary (tests/text_checkpoint.py). An output block preceded by the comment
-``<!-- output: bert-base-cased -->`` depends on the real weights: its snippet still runs, but its text is
-not compared. Every other output block must match line for line; a line "..." stands for any lines.
+cased vocabulary (tests/text_checkpoint.py). An output block preceded by the page's visible mark line
+(REAL_WEIGHTS_MARKS: "> Output with the real bert-base-cased weights:" in English) depends on the real
+weights: its snippet still runs, but its text is not compared. Every other output block must match line
+for line; a line "..." stands for any lines. Nothing else may stand between a snippet and its output
+block, so a misspelt mark fails instead of silently leaving a block unchecked.
 
 Snippets run in order in one child process (so the hub cache location is read fresh), in one
 namespace: ```python blocks as code, ```console blocks as `python -m minibert ...` command lines
@@ -28,7 +30,11 @@ from conftest import REPO
 from text_checkpoint import write_hub_cache, write_text_checkpoint
 
 PAGES = [REPO / "docs" / "walkthrough.md", REPO / "docs" / "walkthrough.ko.md"]
-REAL_WEIGHTS_MARK = "<!-- output: bert-base-cased -->"
+# The line, visible on the rendered page, that stands just before an output needing the real weights.
+REAL_WEIGHTS_MARKS = {
+    "walkthrough.md": "> Output with the real bert-base-cased weights:",
+    "walkthrough.ko.md": "> 실제 bert-base-cased 가중치로 얻은 출력:",
+}
 SEPARATOR = "@@@ snippet {} @@@"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
 
@@ -61,22 +67,29 @@ class Snippet:
     line: int
 
 
-def parse(page: Path) -> list[Snippet]:
-    """The page's runnable blocks, each with the output block that follows it."""
+def parse(page: Path, mark: str | None = None) -> list[Snippet]:
+    """The page's runnable blocks, each with the output block that follows it.
+
+    Raises ValueError for an output block that does not directly follow a snippet (only ``mark``, the
+    page's real-weights line, may stand between them), so that no output block goes unchecked unseen.
+    """
+    mark = REAL_WEIGHTS_MARKS[page.name] if mark is None else mark
     text = page.read_text(encoding="utf-8")
     snippets: list[Snippet] = []
     last_end = 0
     for match in FENCE.finditer(text):
         language, body = match.group(1), match.group(2)
-        between = text[last_end:match.start()]
+        between = text[last_end:match.start()].strip()
         last_end = match.end()
         line = text.count("\n", 0, match.start()) + 1
         if language in ("python", "console"):
             snippets.append(Snippet(language, body, None, True, line))
-        elif language == "text" and snippets and snippets[-1].expected is None and \
-                not between.replace(REAL_WEIGHTS_MARK, "").strip():
+        elif language == "text":
+            if not snippets or snippets[-1].expected is not None or between not in ("", mark):
+                raise ValueError(f"{page.name}, line {line}: an output block must follow a snippet directly, "
+                                 f"with nothing or {mark!r} between; found {between[-80:]!r}")
             snippets[-1].expected = body
-            snippets[-1].checked = REAL_WEIGHTS_MARK not in between
+            snippets[-1].checked = between != mark
     return snippets
 
 
@@ -117,3 +130,23 @@ def test_every_snippet_runs_and_prints_what_the_page_shows(page, stand_in_cache,
 def test_matches_understands_ellipsis():
     assert matches("a\n...\nd\n", "a\nb\nc\nd\n") and matches("a\n...\n", "a\n")
     assert not matches("a\nd\n", "a\nb\nd\n") and not matches("a\n...\nd\n", "a\nb\n")
+
+
+def test_parse_tells_marked_outputs_and_refuses_a_misspelt_mark(tmp_path):
+    page = tmp_path / "walkthrough.md"
+    mark = REAL_WEIGHTS_MARKS["walkthrough.md"]
+    page.write_text(f"```python\nprint(1)\n```\n\n```text\n1\n```\n\n```python\nprint(2)\n```\n\n{mark}\n```text\n2\n```\n",
+                    encoding="utf-8")
+    assert [(s.expected, s.checked) for s in parse(page)] == [("1\n", True), ("2\n", False)]
+    page.write_text("```python\nprint(2)\n```\n\n> Output with the real bert-base-cased weight:\n```text\n2\n```\n",
+                    encoding="utf-8")
+    with pytest.raises(ValueError, match="must follow a snippet directly"):
+        parse(page)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_the_real_weights_mark_is_visible(page):
+    text = page.read_text(encoding="utf-8")
+    assert "<!--" not in text  # a comment does not show on the rendered page
+    assert text.count(REAL_WEIGHTS_MARKS[page.name]) >= 5
+    assert sum(not s.checked for s in parse(page)) == text.count(REAL_WEIGHTS_MARKS[page.name])

@@ -307,3 +307,20 @@ def test_fewer_layers_than_the_checkpoint_load_its_first_ones(tiny):
     assert any(name.startswith("bert.encoder.layer.1.") for name in model.load_report.unused)
     more = BertModel.from_pretrained(tiny, num_hidden_layers=3, strict=False)  # the third initialised
     assert more.load_report.missing and all(name.startswith("encoder.layers.2.") for name in more.load_report.missing)
+
+
+def test_integer_weights_under_auto_in_a_mixed_dtype_checkpoint_get_transformers_dtype(tiny):
+    """With dtype="auto" and no dtype in config.json, transformers gives the checkpoint's first floating
+    dtype (in file order) to the integer tensors; here that is bfloat16, though most tensors are float32."""
+    values = json.loads((tiny / "config.json").read_text())
+    (tiny / "config.json").write_text(json.dumps({key: value for key, value in values.items()
+                                                  if key not in ("dtype", "torch_dtype")}))
+    tensors = load_file(tiny / "model.safetensors")
+    first = sorted(name for name, tensor in tensors.items() if tensor.is_floating_point())[0]  # safetensors' order
+    tensors[first] = tensors[first].bfloat16()
+    tensors["bert.pooler.dense.weight"] = torch.arange(32 * 32).reshape(32, 32) % 7 - 3  # int64
+    save_file(tensors, str(tiny / "model.safetensors"), metadata={"format": "pt"})
+    theirs = transformers.BertModel.from_pretrained(str(tiny), dtype="auto")
+    ours = BertModel.from_pretrained(tiny, dtype="auto")
+    assert ours.pooler.dense.weight.dtype == theirs.pooler.dense.weight.dtype == torch.bfloat16
+    assert_equal(ours.pooler.dense.weight, theirs.pooler.dense.weight, "int64 pooler weight under auto")

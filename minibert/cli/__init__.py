@@ -5,6 +5,7 @@
 - ``attention_map.py``: one head's attention probabilities as a heatmap.
 - ``encode.py``: texts in, vectors out.
 - ``text_table.py``: the fixed-width tables they print.
+- ``arguments.py``: the options' checks (argparse types; the device, before loading).
 """
 
 from .main import SEED_SENTENCES, SEED_SEQUENCES, build_parser, main

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import torch
+
+from ..loading.atomic import save_files
 
 # Inches per panel, at DPI dots per inch: a single head is SINGLE_INCHES (with its colour bar),
 # a grid is GRID_INCHES per head. Fixed sizes, so that a test can check the file.
@@ -63,9 +66,12 @@ def plot_attention(probs: torch.Tensor, tokens: list[str], path: str | os.PathLi
                 axis.axis("off")
     figure.suptitle(title)
     figure.tight_layout()
-    figure.savefig(path, dpi=DPI)
-    width, height = (round(size * DPI) for size in figure.get_size_inches())
-    plt.close(figure)
+    path = Path(path)  # written all or nothing: an old image stays whole if the disk is full
+    try:
+        save_files(path.parent, {path.name: lambda staged: figure.savefig(staged, dpi=DPI)})
+        width, height = (round(size * DPI) for size in figure.get_size_inches())
+    finally:
+        plt.close(figure)
     return width, height
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..loading.atomic import save_files
 from .text_table import format_number, format_table
 
 
@@ -62,8 +64,17 @@ def _stats(name: str, tensor: torch.Tensor, values: torch.Tensor) -> list[str]:
               (values.mean(), values.std(), values.min(), values.max()))]
 
 
-def save_npz(encoded: Encoded, path: str | os.PathLike) -> None:
-    np.savez(path, **encoded.arrays())
+def save_npz(encoded: Encoded, path: str | os.PathLike) -> Path:
+    """Save the arrays with numpy.savez, all or nothing (a full disk leaves an old file as it was).
+
+    As numpy.savez, ".npz" is added to a name without it. Returns the path written.
+    """
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    arrays = encoded.arrays()
+    save_files(path.parent, {path.name: lambda staged: np.savez(staged, **arrays)})
+    return path
 
 
 def to_json(encoded: Encoded) -> str:

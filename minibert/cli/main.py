@@ -1,5 +1,5 @@
 """Command line: ``python -m minibert [walkthrough | fill-mask | encode | attention | inspect | parity | bench | pretrain]``
-(also installed as the ``minibert`` command).
+(also installed as the ``minibert`` command). ``--help`` prints DESCRIPTION and EXAMPLES.
 
 With no subcommand it runs the walkthrough: the seed notebook's steps, from a config to the hidden
 states of three short sentences. Every subcommand takes --model, --device and --dtype; an error is
@@ -18,21 +18,34 @@ from ..config import BertConfig
 from ..loading.dtypes import parse_dtype
 from ..model import BertModel
 from ..tokenizer import BertTokenizer
+from .arguments import check_device, device_name, dtype_name, implementation_names, positive_int
 from .pretrain import add_parser as add_pretrain_parser
 
 DEFAULT_MODEL = "bert-base-cased"
+DESCRIPTION = """BERT from scratch in plain PyTorch: run a checkpoint, look inside it, and compare it
+with transformers. With no command, walk through the steps from a config to hidden states."""
+EXAMPLES = """examples:
+  python -m minibert --model bert-base-cased
+  python -m minibert fill-mask "Paris is the [MASK] of France." --model bert-base-uncased
+  python -m minibert encode "Hello!" "Good morning." -o vectors.npz
+  python -m minibert parity bert-base-cased --json report.json
+
+each command has its own help: python -m minibert encode --help"""
 # The seed notebook's three sentences, and the ids it fed the model for them when it skipped tokenizing.
 SEED_SENTENCES = ["Hello!", "Cool.", "Nice!"]
 SEED_SEQUENCES = [[101, 7592, 999, 102], [101, 4658, 1012, 102], [101, 3835, 999, 102]]
 
 
 def load_or_random(args: argparse.Namespace) -> tuple[BertModel, BertTokenizer | None]:
-    """The pretrained model and its tokenizer; or, with a one-line notice, seeded random weights of
-    bert-base-cased's shape and no tokenizer (the seed notebook's ids are used instead)."""
+    """The pretrained model and its tokenizer; or, when the default model cannot be loaded (offline,
+    not cached), with a one-line notice, seeded random weights of bert-base-cased's shape and no
+    tokenizer (the seed notebook's ids are used instead). A --model that fails to load is an error."""
     name = args.model
     try:
         model = BertModel.from_pretrained(name, dtype=args.dtype, device=args.device)
     except OSError as error:
+        if args.model_given:
+            raise
         print(f"note: could not load {name}, so the numbers below come from seeded random weights of the same "
               f"shape and the seed notebook's token ids ({str(error).splitlines()[0]})")
         torch.manual_seed(0)
@@ -77,6 +90,13 @@ def fill_mask(args: argparse.Namespace) -> int:
     from ..loading.auto import AutoModelForMaskedLM
 
     model, tokenizer = load_with_tokenizer(args, AutoModelForMaskedLM)
+    fresh = [name for name in model.load_report.missing if name.startswith("mlm_head.")]
+    if fresh:
+        raise ValueError(
+            f"{args.model} has no masked-LM head (cls.predictions.*, e.g. {fresh[0]} is missing), so its "
+            "predictions would come from random weights; use a checkpoint saved with its pre-training head, "
+            "such as bert-base-uncased or bert-base-cased"
+        )
     input_ids = tokenizer(args.text, return_tensors="pt")["input_ids"]  # (1, seq)
     positions = (input_ids[0] == tokenizer.mask_token_id).nonzero().flatten().tolist()
     if not positions:
@@ -100,15 +120,25 @@ def encode_command(args: argparse.Namespace) -> int:
     from . import encode as encoding
 
     model, tokenizer = load_with_tokenizer(args)
+    note_truncation(tokenizer, args.texts, model.config.max_position_embeddings)
     encoded = encoding.encode_texts(model, tokenizer, args.texts, args.device)
     if args.json:
         print(encoding.to_json(encoded))
         return 0
     print(encoding.summary(encoded))
     if args.output:
-        encoding.save_npz(encoded, args.output)
-        print(f"saved {', '.join(encoded.arrays())} to {args.output}")
+        written = encoding.save_npz(encoded, args.output)
+        print(f"saved {', '.join(encoded.arrays())} to {written}")
     return 0
+
+
+def note_truncation(tokenizer: BertTokenizer, texts: list[str], positions: int) -> None:
+    """One line on stderr (stdout may carry JSON) for each text longer than the model's positions."""
+    for index, text in enumerate(texts):
+        length = len(tokenizer(text)["input_ids"])
+        if length > positions:
+            print(f"note: text {index + 1} has {length:,} tokens; only its first {positions} are run "
+                  f"(the model's max_position_embeddings)", file=sys.stderr)
 
 
 def attention_command(args: argparse.Namespace) -> int:
@@ -116,6 +146,7 @@ def attention_command(args: argparse.Namespace) -> int:
     from .attention_map import attention_probs, plot_attention
 
     model, tokenizer = load_with_tokenizer(args)
+    note_truncation(tokenizer, [args.text], model.config.max_position_embeddings)
     batch = tokenizer(args.text, truncation=True, max_length=model.config.max_position_embeddings,
                       return_tensors="pt")
     probs = attention_probs(model, {key: value.to(args.device) for key, value in batch.items()}, args.layer)
@@ -132,9 +163,10 @@ def inspect_command(args: argparse.Namespace) -> int:
     from .. import heads
     from .inspection import format_counts, format_rows, inspect_checkpoint, parameter_counts
 
-    model_class = BertModel if args.model_class == "BertModel" else getattr(heads, args.model_class, None)
+    classes = {"BertModel": BertModel, **heads.TASK_MODELS}
+    model_class = classes.get(args.model_class)
     if model_class is None:
-        raise ValueError(f"unknown --class {args.model_class!r}; use BertModel or a BertFor... class of minibert")
+        raise ValueError(f"unknown --class {args.model_class!r}; the model classes are {', '.join(classes)}")
     model, rows = inspect_checkpoint(args.model, model_class, dtype=args.dtype, device=args.device)
     print(f"{args.model} as {model_class.__name__}: {len(rows)} rows")
     print(format_rows(rows))
@@ -156,13 +188,14 @@ def parity_command(args: argparse.Namespace) -> int:
     texts = list(args.texts)
     if args.target is not None:
         texts.insert(0, args.target)  # --model named the model, so the first word was a text
+    tables_out = sys.stderr if args.json == "-" else sys.stdout  # stdout then carries the JSON alone
     batches, note = make_batches(args.model, texts, Config.from_pretrained(args.model).vocab_size)
     if note:
-        print(f"note: {note}")
+        print(f"note: {note}", file=tables_out)
     dtypes = tuple(parse_dtype(name) for name in args.dtypes.split(",")) if args.dtypes else ()
     tables = run_parity(args.model, batches, dtype=args.dtype or torch.float32, device=args.device,
                         implementations=tuple(args.implementations.split(",")), dtypes=dtypes)
-    print(format_tables(tables))
+    print(format_tables(tables), file=tables_out)
     if args.json:
         write_json(args.json, tables_to_json(args.model, args.device, tables))
     return 1 if first_exceeded(tables) else 0
@@ -182,41 +215,6 @@ def bench(args: argparse.Namespace) -> int:
     return module.main(args.options)
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {value}")
-    return value
-
-
-def device_name(text: str) -> str:
-    try:
-        return str(torch.device(text))
-    except (RuntimeError, ValueError):
-        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (e.g. cpu, cuda, cuda:1, mps)") from None
-
-
-def dtype_name(text: str) -> torch.dtype:
-    try:
-        return parse_dtype(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def implementation_names(text: str) -> str:
-    names = [name.strip() for name in text.split(",")]
-    if not names or any(name not in ("eager", "sdpa") for name in names):
-        raise argparse.ArgumentTypeError(f"expected eager, sdpa or eager,sdpa, got {text!r}")
-    return ",".join(names)
-
-
 def build_parser() -> argparse.ArgumentParser:
     # The options every command takes. SUPPRESS leaves an option given before the command alone.
     common = argparse.ArgumentParser(add_help=False)
@@ -225,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--device", type=device_name, default=argparse.SUPPRESS, help="cpu (default), cuda, ...")
     common.add_argument("--dtype", type=dtype_name, default=argparse.SUPPRESS,
                         help="fp32 (default), bf16, fp16 or fp64: the dtype the weights are loaded in")
-    parser = argparse.ArgumentParser(prog="minibert", description=__doc__.splitlines()[0], parents=[common])
+    parser = argparse.ArgumentParser(prog="minibert", description=DESCRIPTION, epilog=EXAMPLES, parents=[common],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.set_defaults(run=walkthrough)
     commands = parser.add_subparsers(title="commands")
     walk = commands.add_parser("walkthrough", parents=[common], help="config -> model -> hidden states (the default)")
@@ -267,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  add_help=False, prefix_chars="+")
     runner.add_argument("options", nargs=argparse.REMAINDER, help="options of benchmarks/run.py")
     runner.set_defaults(run=bench)
-    add_pretrain_parser(commands, positive_int, positive_float)
+    add_pretrain_parser(commands)
     return parser
 
 
@@ -290,10 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "target", None) is not None and getattr(args, "target_is_model", False):
         print(f"error: two models given: {args.target} and --model {args.model}", file=sys.stderr)
         return 2
+    args.model_given = hasattr(args, "model")
     args.model = getattr(args, "model", DEFAULT_MODEL)
     args.device = getattr(args, "device", "cpu")
     args.dtype = getattr(args, "dtype", None)
     try:
+        if args.run is not bench:
+            check_device(args.device)  # before minutes of loading
         return args.run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

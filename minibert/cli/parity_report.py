@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+from ..loading.atomic import save_files
 from .parity import Table
 from .text_table import format_number, format_table
 
@@ -25,19 +27,35 @@ def tables_to_json(model: str, device: str, tables: list[Table]) -> dict[str, An
         "model": str(model), "device": device, "passed": first is None,
         "first_exceeded": None if first is None else {"table": tables[first[0]].title,
                                                       "stage": tables[first[0]].rows[first[1]].stage},
-        "tables": [{"title": table.title, "notes": table.notes,
-                    "rows": [{"stage": row.stage, **row.values, "exceeded": row.exceeded} for row in table.rows]}
+        "tables": [{"title": table.title, "notes": table.notes, "rows": [_json_row(row) for row in table.rows]}
                    for table in tables],
     }
 
 
+def _json_row(row: Any) -> dict[str, Any]:
+    """A row for strict JSON: a NaN or infinite value becomes null, and "null_because" says what it was."""
+    values, reasons = {}, {}
+    for key, value in row.values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            values[key] = None
+            reasons[key] = ("NaN: the outputs hold NaN (an overflow of the dtype, or 0/0)" if math.isnan(value) else
+                            f"{value}: infinite (an overflow of the dtype, or a division by a zero error)")
+        else:
+            values[key] = value
+    return {"stage": row.stage, **values, "exceeded": row.exceeded, **({"null_because": reasons} if reasons else {})}
+
+
 def write_json(path: str, document: dict[str, Any]) -> None:
-    """``path`` '-' prints the document; any other path is written."""
-    text = json.dumps(document, indent=2)
+    """``path`` '-' prints the document; any other path is written, all or nothing.
+
+    Strict JSON (``jq`` reads it): a value that is not finite must have been replaced (see tables_to_json).
+    """
+    text = json.dumps(document, indent=2, allow_nan=False)
     if path == "-":
         print(text)
     else:
-        Path(path).write_text(text + "\n", encoding="utf-8")
+        target = Path(path)
+        save_files(target.parent, {target.name: lambda staged: staged.write_text(text + "\n", encoding="utf-8")})
 
 
 def format_tables(tables: list[Table]) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..pretraining import corpus
+from .arguments import positive_float, positive_int
 from ..pretraining.data import default_cache_dir, load_or_train_tokenizer, tokenized_corpus
 from ..pretraining.step import Settings
 from ..pretraining.train import pretrain
@@ -22,7 +23,7 @@ from ..pretraining.train import pretrain
 DEFAULTS = Settings()
 
 
-def add_parser(commands: argparse._SubParsersAction, positive_int, positive_float) -> None:
+def add_parser(commands: argparse._SubParsersAction) -> None:
     """Register ``pretrain`` and its options."""
     run = commands.add_parser("pretrain", help="train a BERT from scratch on Python's docstrings (masked LM)",
                               description=__doc__.splitlines()[0])

@@ -19,6 +19,24 @@ from ..attention import SelfAttention
 from ..encoder import FeedForward
 
 
+class ConvertedLinear(nn.Module):
+    """The base of the converted layers: their weights are opaque oneDNN tensors, which torch can
+    neither copy nor pickle ("Cannot access storage of OpaqueTensorImpl"). copy.deepcopy, pickle and
+    torch.save of a converted model are refused here, saying what works instead."""
+
+    def __deepcopy__(self, memo: dict) -> None:
+        raise TypeError(self._cannot_copy("copy.deepcopy"))
+
+    def __reduce_ex__(self, protocol: int) -> None:
+        raise TypeError(self._cannot_copy("pickle and torch.save"))
+
+    def _cannot_copy(self, what: str) -> str:
+        return (f"{what} cannot copy a model converted for inference: its {type(self).__name__} layers hold "
+                "oneDNN's opaque packed weights. Convert a copy of the float model instead, e.g. "
+                "quantize(copy.deepcopy(model)) or prepack(copy.deepcopy(model)); to keep one, save the float "
+                "model (save_pretrained) and convert again after loading.")
+
+
 def check_input(hidden: torch.Tensor, layer: str) -> None:
     """A converted layer runs float32 on the CPU only; say so in the caller's terms otherwise."""
     if hidden.dtype != torch.float32 or hidden.device.type != "cpu":

@@ -23,14 +23,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .conversion import check_input, convert_encoder_linears, fuse_gelu
+from .conversion import ConvertedLinear, check_input, convert_encoder_linears, fuse_gelu
 
 # oneDNN picks the blocked layout for an expected number of rows; at 16 and at 128 it is the same
 # speed on the shapes measured (1 row is 25% slower at 16 tokens).
 TOKENS_HINT = 128
 
 
-class PrepackedLinear(nn.Module):
+class PrepackedLinear(ConvertedLinear):
     """An nn.Linear's inference with its weight in oneDNN's layout, optionally followed by exact GELU
     in the same kernel. (..., in) -> (..., out), float32."""
 

@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .conversion import check_input, convert_encoder_linears, fuse_gelu
+from .conversion import ConvertedLinear, check_input, convert_encoder_linears, fuse_gelu
 
 SCHEMES = ("int8",)
 logger = logging.getLogger("minibert")
@@ -118,7 +118,7 @@ class CompiledRounding:
         return quantize_tokens(hidden, per_token)
 
 
-class DynamicInt8Linear(nn.Module):
+class DynamicInt8Linear(ConvertedLinear):
     """An nn.Linear's inference with an int8 weight and a per-call uint8 input. (..., in) -> (..., out)."""
 
     def __init__(self, linear: nn.Linear, weight_levels: int | None = None) -> None:

@@ -6,7 +6,8 @@ files that belong together (config.json and model.safetensors; vocab.txt and the
 settings) removes one of them, the *completing file*, before it renames anything, and renames it
 into place last. Loading needs that file, so a save killed between the first and the last rename
 leaves a folder that refuses to load (see ``check_not_interrupted``), never new weights under an
-old config.
+old config. (A load that runs *while* a save runs could still read config.json before the save and
+the weights after it; for that, the weights record their config's digest: loading/pretrained.py.)
 
 The staging folder is ``.minibert-save.{pid}.{random}.tmp``; whatever a writer puts there (safetensors
 writes through a temporary file of its own) goes with it. A later save into the folder removes the
@@ -28,12 +29,15 @@ Writer = Callable[[Path], None]  # fills the file at the given path
 STAGING = re.compile(r"\.minibert-save\.(\d+)\.[0-9a-f]{8}\.tmp")
 
 
-def save_files(directory: str | os.PathLike, writers: dict[str, Writer], completing: str | None = None) -> Path:
+def save_files(directory: str | os.PathLike, writers: dict[str, Writer], completing: str | None = None,
+               removing: tuple[str, ...] = ()) -> Path:
     """Write ``directory/name`` for each ``name, write`` in ``writers``, all or nothing.
 
     ``completing`` (default: the last name) is the file renamed into place last. Each file gets the
     permissions a plain ``open(path, "w")`` would give a new file (0o666 less the umask). A write
-    that raises leaves the old files as they were and nothing else.
+    that raises leaves the old files as they were and nothing else. ``removing``: files the new
+    ones make stale (another library's description of the same thing); they go together with the
+    completing file, before any new file is renamed in, so no moment shows them beside new files.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -43,9 +47,10 @@ def save_files(directory: str | os.PathLike, writers: dict[str, Writer], complet
     try:
         for name, write in writers.items():
             _write_file(staging / name, write)
-        if len(writers) > 1:
+        if len(writers) > 1 or removing:
             # From here until the last rename the folder lacks its completing file, so it cannot load.
-            (directory / completing).unlink(missing_ok=True)
+            for name in (completing, *removing):
+                (directory / name).unlink(missing_ok=True)
             _sync_directory(directory)
         for name in writers:
             if name != completing:
@@ -58,13 +63,21 @@ def save_files(directory: str | os.PathLike, writers: dict[str, Writer], complet
     return directory
 
 
+class SaveInProgressError(OSError):
+    """A folder's files do not belong together yet: a save into it is running (a loader may retry)."""
+
+
 def check_not_interrupted(directory: str | os.PathLike, name: str) -> None:
-    """Raise OSError when ``directory`` lacks ``name`` because a save into it was killed midway."""
+    """Raise OSError when ``directory`` lacks ``name`` because a save into it was killed midway, and
+    SaveInProgressError when the save that removed it is still running."""
     directory = Path(directory)
     if not directory.is_dir() or (directory / name).exists():
         return
     for staging in sorted(path for path in directory.iterdir() if STAGING.fullmatch(path.name)):
         if (staging / name).exists():
+            pid = int(STAGING.fullmatch(staging.name).group(1))
+            if _is_running(pid):
+                raise SaveInProgressError(f"{directory} has no {name} for a moment: process {pid} is saving into it")
             raise OSError(
                 f"{directory} has no {name}: a save into it was interrupted before it completed ({staging.name} "
                 "is left from it). Save again; the files there may be old or new."

@@ -6,12 +6,13 @@ Keys that minibert does not use are kept in ``extra``, so that a load/save round
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-from .atomic import check_not_interrupted, save_files
+from .atomic import SaveInProgressError, check_not_interrupted, save_files
 from .hub import HUB_ARGUMENTS, resolve_file
 
 CONFIG_NAME = "config.json"
@@ -56,15 +57,20 @@ class ConfigFile:
         """Read a config.json file."""
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except FileNotFoundError:
             raise OSError(f"no config file at {path}") from None
+        return cls.from_json_bytes(data, path, **overrides)
+
+    @classmethod
+    def from_json_bytes(cls, data: bytes, source: str | os.PathLike, **overrides: Any) -> Any:
+        """Parse config.json's bytes (read from ``source``, which error messages name)."""
         try:
-            values = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise OSError(f"{path} is not valid JSON ({error}); is it a config.json?") from None
+            values = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise OSError(f"{source} is not valid JSON ({error}); is it a config.json?") from None
         if not isinstance(values, dict):
-            raise OSError(f"{path} holds a JSON {type(values).__name__}, not an object of config fields")
+            raise OSError(f"{source} holds a JSON {type(values).__name__}, not an object of config fields")
         return cls.from_dict(values, **overrides)
 
     @classmethod
@@ -75,8 +81,13 @@ class ConfigFile:
         the rest override config fields.
         """
         hub = {key: kwargs.pop(key) for key in list(kwargs) if key in HUB_ARGUMENTS}
-        check_not_interrupted(name_or_path, CONFIG_NAME)  # a killed save removed it: say so
-        return cls.from_json_file(resolve_file(name_or_path, CONFIG_NAME, **hub), **kwargs)
+        data, path = read_config_bytes(name_or_path, **hub)
+        return cls.from_json_bytes(data, path, **kwargs)
+
+    def with_overrides(self, **overrides: Any) -> Any:
+        """A copy with ``overrides`` applied as ``from_dict`` applies them: a new num_labels replaces
+        the label names, as in transformers (``dataclasses.replace`` would keep the old id2label)."""
+        return type(self).from_dict({**self.to_dict(), "attn_implementation": self.attn_implementation}, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
         """The config.json contents: transformers' keys, plus the kept unknown ones."""
@@ -98,3 +109,25 @@ class ConfigFile:
     def write_json(self, path: Path) -> None:
         """Write this config as JSON to ``path`` (no staging: atomic.save_files decides where and when)."""
         path.write_bytes(self.to_json_string().encode("utf-8"))
+
+
+def read_config_bytes(name_or_path: str | os.PathLike, **hub: Any) -> tuple[bytes, Path]:
+    """config.json's bytes and path, from a local directory or a hub id.
+
+    Raises OSError when a killed save removed it, SaveInProgressError while a running save has.
+    """
+    try:
+        path = resolve_file(name_or_path, CONFIG_NAME, **hub)
+        return path.read_bytes(), path
+    except OSError as error:
+        check_not_interrupted(name_or_path, CONFIG_NAME)  # a save removed it: say so
+        if Path(name_or_path, CONFIG_NAME).is_file():  # gone for a moment: a save renamed a new one in
+            raise SaveInProgressError(f"{name_or_path}/{CONFIG_NAME} was being replaced by a save") from None
+        if isinstance(error, FileNotFoundError):
+            raise OSError(f"no config file at {error.filename}") from None
+        raise
+
+
+def config_digest(data: bytes) -> str:
+    """The sha256 of config.json's bytes: what a save records in its weights file to pair the two."""
+    return hashlib.sha256(data).hexdigest()

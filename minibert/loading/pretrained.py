@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -13,11 +14,17 @@ from torch import nn
 
 from ..config import BertConfig
 from ..fast.conversion import refuse_if_converted
-from .atomic import save_files
-from .config_file import CONFIG_NAME
+from .atomic import SaveInProgressError, save_files
+from .config_file import CONFIG_NAME, config_digest, read_config_bytes
 from .dtypes import resolve_dtype
 from .hub import HUB_ARGUMENTS, SAFE_WEIGHTS, resolve_weight_files
 from .weights import LoadReport, check_config_fits, load_into, weights_writer
+
+
+# A load that finds config.json and the weights from two saves (one running) tries again this many
+# times, sleeping RETRY_SLEEP_S, then twice that, ... (about 0.7 s in all).
+LOAD_ATTEMPTS = 8
+RETRY_SLEEP_S = 0.02
 
 
 class ModelOutput:
@@ -130,24 +137,55 @@ class PreTrainedBert(nn.Module):
         Keyword arguments that name config fields (attn_implementation="eager", num_labels=3, ...)
         override config.json; cache_dir, revision, token, local_files_only and force_download go to
         huggingface_hub. ``torch_dtype``/``dtype`` converts floating tensors ("auto" keeps the file's).
+
+        Weights saved by minibert record the sha256 of the config.json saved with them; a config.json
+        that is not that one (a save into the folder is running) is read again, with the weights, a few
+        times, then refused with an OSError. ``config=`` skips the check: the caller chose the config.
         """
         hub = {key: kwargs.pop(key) for key in list(kwargs) if key in HUB_ARGUMENTS}
         unknown = set(kwargs) - BertConfig.field_names()
         if unknown:
             raise TypeError(f"from_pretrained got unexpected keyword arguments {sorted(unknown)}")
-        if config is None:
-            config = BertConfig.from_pretrained(name_or_path, **hub, **kwargs)
-        elif kwargs:
-            config = dataclasses.replace(config, **kwargs)
-        files = resolve_weight_files(name_or_path, use_safetensors=use_safetensors, **hub)
         dtype = resolve_dtype(dtype if dtype is not None else torch_dtype)
-        check_config_fits(config, files, strict=strict)  # from the file headers, before building anything
+        options = dict(dtype=dtype, device=device, strict=strict, use_safetensors=use_safetensors, hub=hub)
+        # A save into the folder may be running: its config.json and weights then come from two saves
+        # for a moment. The weights record the config they were saved with; wait and read both again.
+        started = time.monotonic()
+        for attempt in range(LOAD_ATTEMPTS):
+            try:
+                return cls._load(name_or_path, config, kwargs, **options)
+            except SaveInProgressError as error:
+                last = error
+                time.sleep(RETRY_SLEEP_S * (attempt + 1))
+        raise OSError(
+            f"{last}; still so after {LOAD_ATTEMPTS} tries in {time.monotonic() - started:.1f} s. Either saves "
+            "into the folder keep running (load after they end), or its config.json and weights come from "
+            "different saves (save the model again; if config.json was edited by hand, pass "
+            "config=BertConfig.from_pretrained(folder) to use it with these weights anyway)"
+        )
+
+    @classmethod
+    def _load(cls, name_or_path: str | os.PathLike, config: BertConfig | None, overrides: dict[str, Any], *,
+              dtype: torch.dtype | str | None, device: torch.device | str | None, strict: bool,
+              use_safetensors: bool, hub: dict[str, Any]):
+        """One try of from_pretrained; SaveInProgressError when the files are from two saves."""
+        digest = None
+        if config is None:
+            # The config is parsed from the very bytes whose digest the weights are checked against.
+            data, path = read_config_bytes(name_or_path, **hub)
+            digest = config_digest(data)
+            config = BertConfig.from_json_bytes(data, path, **overrides)
+        elif overrides:
+            config = config.with_overrides(**overrides)
+        files = resolve_weight_files(name_or_path, use_safetensors=use_safetensors, **hub)
+        # From the file headers, before building anything.
+        check_config_fits(config, files, strict=strict, config_digest=digest)
         # Built on the meta device: no memory, no random init; the checkpoint's tensors are then
         # assigned in place of the empty ones, so the weights exist exactly once.
         with torch.device("meta"), SkipNormalInitOnMeta():
             model = cls(config)
         report = load_into(model, files, strict=strict, dtype=dtype, device=device,
-                           fresh_prefixes=cls.fresh_head_prefixes)
+                           fresh_prefixes=cls.fresh_head_prefixes, config_digest=digest)
         model._materialize_fresh(report.missing, device=device, dtype=dtype)
         model.tie_weights()
         model.load_report = report
@@ -175,10 +213,16 @@ class PreTrainedBert(nn.Module):
         transformers' ``from_pretrained`` of the matching class loads the result with nothing missing.
         A save that fails leaves the old files; one killed midway may leave a folder without config.json,
         which then refuses to load (saying so), never new weights under the old config (see loading/atomic.py).
+        model.safetensors' metadata records the sha256 of the config.json bytes written beside it, so that a
+        load running during the save cannot pair one save's config with the other's weights either.
         A model converted for inference (minibert.quantize, minibert.prepack) is refused before anything is written.
         """
         refuse_if_converted(self)
         config = dataclasses.replace(self.config, architectures=[type(self).__name__])
-        # config.json goes in last: the weights never meet a config they were not saved with.
-        writers = {SAFE_WEIGHTS: weights_writer(self, self.checkpoint_base_prefix), CONFIG_NAME: config.write_json}
+        # The weights record the digest of these exact config.json bytes, so that a load running
+        # alongside a later save can tell a pair of files from two saves (see from_pretrained).
+        data = config.to_json_string().encode("utf-8")
+        writers = {SAFE_WEIGHTS: weights_writer(self, self.checkpoint_base_prefix, config_digest(data)),
+                   CONFIG_NAME: lambda path: path.write_bytes(data)}
+        # config.json goes in last: a killed save leaves a folder that refuses to load.
         return save_files(directory, writers, completing=CONFIG_NAME)

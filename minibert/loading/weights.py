@@ -8,6 +8,7 @@ what the model needed but did not find. Nothing else in minibert knows transform
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,12 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from .atomic import SaveInProgressError
 from .hub import SAFE_WEIGHTS
 
 logger = logging.getLogger("minibert")
+# The safetensors metadata key under which a minibert save records the sha256 of its config.json.
+CONFIG_DIGEST_KEY = "minibert_config_sha256"
 
 # transformers' module name -> minibert's (the tensor's own name, weight or bias, carries over).
 # "{}" stands for a layer number. A full tensor name mapped to None is in checkpoints but dropped on purpose.
@@ -129,10 +133,14 @@ def minibert_to_checkpoint(name: str, base_prefix: str = "") -> str | None:
     return base_prefix + source if source.startswith(BASE_MODULES) else source
 
 
-def read_tensors(files: list[Path], shapes_only: bool = False) -> Iterator[tuple[str, Any]]:
+def read_tensors(files: list[Path], shapes_only: bool = False,
+                 config_digest: str | None = None) -> Iterator[tuple[str, Any]]:
     """Yield (name, tensor) from weight files. Safetensors tensors are memory-mapped, not copied.
 
     ``shapes_only``: yield (name, shape) instead, reading only the safetensors headers.
+    ``config_digest``: the sha256 of the config.json read with these files. A safetensors file whose
+    metadata records another (it was saved with another config.json) raises SaveInProgressError
+    before any of its tensors is yielded; the tensors come from the very file that was checked.
     """
     from safetensors import SafetensorError, safe_open
 
@@ -144,16 +152,49 @@ def read_tensors(files: list[Path], shapes_only: bool = False) -> Iterator[tuple
                 raise OSError(f"{path} could not be loaded with torch.load(weights_only=True): {error}") from None
             yield from ((name, tuple(tensor.shape) if shapes_only else tensor) for name, tensor in state.items())
             continue
+        # safe_open opens the file more than once (the header, then the tensor data), so a save that
+        # renames a new file over it in between would pair one file's metadata with the other's
+        # tensors. Holding the file open keeps its inode number from being reused: if the name still
+        # leads to that inode after the last tensor, every one of safe_open's opens found this file.
+        held = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         try:
+            opened = os.fstat(held)
             with safe_open(path, framework="pt") as handle:
+                check_pairing(path, handle.metadata() or {}, config_digest)
                 names = list(handle.keys())
                 for name in names:
                     yield name, tuple(handle.get_slice(name).get_shape()) if shapes_only else handle.get_tensor(name)
+            if not _still_names(path, opened):
+                raise SaveInProgressError(f"{path} was replaced by a save while it was read")
         except SafetensorError as error:
             raise OSError(f"{path} is not a readable safetensors file ({error}); is it truncated?") from None
+        finally:
+            os.close(held)
 
 
-def check_config_fits(config: Any, files: list[Path], *, strict: bool = True) -> None:
+def _still_names(path: Path, opened: os.stat_result) -> bool:
+    """Whether ``path`` still leads to the file whose stat (taken while it was open) is ``opened``."""
+    try:
+        return os.path.samestat(opened, os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def check_pairing(path: Path, metadata: dict[str, str], config_digest: str | None) -> None:
+    """Raise SaveInProgressError when a weights file records a config digest other than ``config_digest``.
+
+    Files without one (every checkpoint not saved by minibert) pass.
+    """
+    saved_with = metadata.get(CONFIG_DIGEST_KEY)
+    if config_digest is not None and saved_with is not None and saved_with != config_digest:
+        raise SaveInProgressError(
+            f"{path.name} in {path.parent} was saved with another config.json than the one there (sha256 "
+            f"{saved_with[:12]}... against {config_digest[:12]}...)"
+        )
+
+
+def check_config_fits(config: Any, files: list[Path], *, strict: bool = True,
+                      config_digest: str | None = None) -> None:
     """Compare a config with a checkpoint's tensor names and shapes before any module is built.
 
     Building costs time per layer even on the meta device, so a config.json that says 1,000,000
@@ -162,7 +203,7 @@ def check_config_fits(config: Any, files: list[Path], *, strict: bool = True) ->
     when the config wants more layers than the checkpoint holds.
     """
     layers, width = set(), None
-    for source, shape in read_tensors(files, shapes_only=True):
+    for source, shape in read_tensors(files, shapes_only=True, config_digest=config_digest):
         known, target = checkpoint_to_minibert(source)
         if not known or target is None:
             continue
@@ -239,7 +280,7 @@ def summarize_names(names: list[str]) -> str:
 
 def load_into(model: torch.nn.Module, files: list[Path], *, strict: bool = True,
               dtype: torch.dtype | str | None = None, device: torch.device | str | None = None,
-              fresh_prefixes: tuple[str, ...] = ()) -> LoadReport:
+              fresh_prefixes: tuple[str, ...] = (), config_digest: str | None = None) -> LoadReport:
     """Fill ``model``'s parameters from checkpoint files through the name table.
 
     The model may live on the meta device: tensors are assigned, not copied into existing storage,
@@ -247,6 +288,7 @@ def load_into(model: torch.nn.Module, files: list[Path], *, strict: bool = True,
     ``dtype``: None keeps the model's (float32), "auto" keeps the file's, a torch.dtype converts.
     Raises CheckpointError for wrong shapes, and for missing tensors when ``strict`` (tensors under
     ``fresh_prefixes``, a task head's own, may always be missing: the caller initialises them).
+    ``config_digest``: see read_tensors (SaveInProgressError when the files were saved with another config).
     """
     expected = dict(model.state_dict(keep_vars=True))
     # minibert names are compared without the "bert." a task head puts before the encoder.
@@ -256,7 +298,10 @@ def load_into(model: torch.nn.Module, files: list[Path], *, strict: bool = True,
     wrong_shapes = []
     cast: list[str] = []  # integer tensors, cast to floating point
     integers: dict[str, torch.Tensor] = {}  # ... whose dtype (with dtype="auto") the others decide
-    for source, tensor in read_tensors(files):
+    first_floating: torch.dtype | None = None  # with dtype="auto", the integer tensors get it (below)
+    for source, tensor in read_tensors(files, config_digest=config_digest):
+        if first_floating is None and tensor.is_floating_point():
+            first_floating = tensor.dtype  # of any tensor, used or not, in file order: as transformers decides
         known, target = checkpoint_to_minibert(source)
         if known and target is None:
             report.dropped.append(source)
@@ -289,8 +334,9 @@ def load_into(model: torch.nn.Module, files: list[Path], *, strict: bool = True,
     if wrong_shapes:
         raise CheckpointError("checkpoint tensors have the wrong shape for this config:\n  " + "\n  ".join(wrong_shapes))
     if integers:
-        dtypes = [tensor.dtype for tensor in loaded.values()]
-        common = max(set(dtypes), key=dtypes.count) if dtypes else torch.get_default_dtype()
+        # transformers' dtype="auto" (without a dtype in config.json) is the checkpoint's first floating
+        # dtype; the integer tensors get that one, also where the floating tensors' dtypes are mixed.
+        common = first_floating or torch.get_default_dtype()
         for full_name, tensor in integers.items():
             loaded[full_name] = tensor.to(device=device or tensor.device, dtype=common)
             report.used.append(full_name)
@@ -319,9 +365,12 @@ def _is_tied(model: torch.nn.Module, name: str) -> bool:
 # ---- saving ------------------------------------------------------------------------------
 
 
-def weights_writer(model: torch.nn.Module, base_prefix: str = "") -> Callable[[Path], None]:
+def weights_writer(model: torch.nn.Module, base_prefix: str = "",
+                   config_digest: str | None = None) -> Callable[[Path], None]:
     """A function that writes ``model``'s tensors under transformers' names to a safetensors file.
 
+    ``config_digest`` (the sha256 of the config.json saved with it) goes into the file's metadata,
+    so that a loader can tell whether the config.json beside it is the one it was saved with.
     The tensors are gathered now, so a name the table lacks fails before any file is touched.
     For ``atomic.save_files``, which decides where the file goes and when it becomes visible.
     """
@@ -338,6 +387,7 @@ def weights_writer(model: torch.nn.Module, base_prefix: str = "") -> Callable[[P
         from safetensors.torch import save_file
 
         # "pt" is what transformers' loader looks for in the metadata.
-        save_file(tensors, str(path), metadata={"format": "pt"})
+        metadata = {"format": "pt"} if config_digest is None else {"format": "pt", CONFIG_DIGEST_KEY: config_digest}
+        save_file(tensors, str(path), metadata=metadata)
 
     return write

@@ -81,23 +81,27 @@ def most_frequent_token(paragraphs: list[list[int]], vocab_size: int) -> int:
     return int(counts.argmax())
 
 
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
 def load_or_train_tokenizer(path: str | None, vocab_size: int, cache_dir: Path | None = None) -> BertTokenizer:
-    """The tokenizer at ``path``; without one, a WordPiece vocabulary of ``vocab_size`` trained on the
-    training paragraphs (BertTokenizer.train_new_from_iterator) and cached."""
+    """The tokenizer at ``path``; without one, an uncased WordPiece vocabulary of ``vocab_size`` tokens
+    trained on the training paragraphs (BertTokenizer.train_new_from_iterator) and cached, keyed by
+    the Python version (the corpus) and the size."""
     if path is not None:
         return BertTokenizer.from_pretrained(path)
-    train = getattr(BertTokenizer, "train_new_from_iterator", None)
-    if train is None:
-        raise ValueError("this minibert cannot train a vocabulary yet: pass --tokenizer DIR (a folder with vocab.txt)")
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     key = hashlib.sha256(f"{sys.version}|{vocab_size}|{inspect.getsource(corpus)}".encode()).hexdigest()[:16]
     directory = cache_dir / f"vocab-{vocab_size}-{key}"
     if (directory / "vocab.txt").exists():
         return BertTokenizer.from_pretrained(directory)
+    base_dir = cache_dir / "special-tokens"  # the trainer keeps a tokenizer's settings and special tokens
+    save_files(base_dir, {"vocab.txt": lambda target: target.write_text("\n".join(SPECIAL_TOKENS) + "\n")})
     paragraphs, _ = corpus.split_corpus(corpus.docstring_paragraphs())
-    tokenizer = train(paragraphs, vocab_size)
+    tokenizer = BertTokenizer(base_dir / "vocab.txt").train_new_from_iterator(paragraphs, vocab_size,
+                                                                              length=len(paragraphs))
     tokenizer.save_pretrained(directory)
-    return tokenizer
+    return BertTokenizer.from_pretrained(directory)
 
 
 def _join_rows(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:

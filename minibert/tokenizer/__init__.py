@@ -5,6 +5,7 @@
 - ``bert_tokenizer.py``: ``BertTokenizer``, the two stages under transformers' names, with
   loading, saving and decoding.
 - ``batch.py``: from texts to a model's batch: special tokens, pairs, truncation, padding, tensors.
+- ``trainer.py``: learn a new vocabulary from texts (``BertTokenizer.train_new_from_iterator``).
 - ``unicode_tables.py`` and the generated ``unicode_data.py``: the character tables.
 """
 

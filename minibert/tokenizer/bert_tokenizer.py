@@ -22,6 +22,7 @@ from .batch import BatchEncoding, check_text, encode_batch
 from .wordpiece import WordPiece
 
 VOCAB_FILE = "vocab.txt"
+FAST_TOKENIZER_FILE = "tokenizer.json"  # transformers' (tokenizers') own description; minibert does not write it
 CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens_map.json"
 SPECIAL_TOKEN_NAMES = ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -37,7 +38,7 @@ class BertTokenizer:
 
     def __init__(
         self,
-        vocab_file: str | os.PathLike,
+        vocab_file: str | os.PathLike | list[str],
         do_lower_case: bool = True,
         strip_accents: bool | None = None,
         tokenize_chinese_chars: bool = True,
@@ -51,6 +52,7 @@ class BertTokenizer:
         model_max_length: int | None = None,
         clean_up_tokenization_spaces: bool = False,
         max_input_chars_per_word: int = 100,
+        extra_special_tokens: Iterable[str] = (),
     ) -> None:
         for name, value in [("do_lower_case", do_lower_case), ("tokenize_chinese_chars", tokenize_chinese_chars),
                             ("clean_up_tokenization_spaces", clean_up_tokenization_spaces)]:
@@ -64,8 +66,8 @@ class BertTokenizer:
         if self.never_split:
             warnings.warn("never_split has no effect, as in transformers' BertTokenizer", stacklevel=2)
 
-        self.vocab_file = Path(vocab_file)
-        self.id_to_token = _read_vocab(self.vocab_file)
+        self.vocab_file = None if isinstance(vocab_file, list) else Path(vocab_file)  # or the tokens, in id order
+        self.id_to_token = list(vocab_file) if self.vocab_file is None else _read_vocab(self.vocab_file)
         self.vocab = {token: index for index, token in enumerate(self.id_to_token)}  # a repeated line: last id
         self.do_lower_case = do_lower_case
         self.strip_accents = strip_accents
@@ -76,16 +78,18 @@ class BertTokenizer:
 
         specials = dict(unk_token=unk_token, sep_token=sep_token, pad_token=pad_token, cls_token=cls_token,
                         mask_token=mask_token)
-        for name, token in specials.items():
+        self.extra_special_tokens = list(extra_special_tokens)
+        for name, token in [*specials.items(), *(("extra special token", token) for token in self.extra_special_tokens)]:
             if not isinstance(token, str) or token not in self.vocab:
-                raise ValueError(f"{name} {token!r} is not in {self.vocab_file}")
+                raise ValueError(f"{name} {token!r} is not in {self.vocab_file or 'the vocabulary'}")
+        for name, token in specials.items():
             setattr(self, name, token)
             setattr(self, name + "_id", self.vocab[token])
         self.wordpiece = WordPiece(self.vocab, unk_token, max_input_chars_per_word)
-        self.all_special_ids = {self.vocab[token] for token in specials.values()}
+        self.all_special_ids = {self.vocab[token] for token in [*specials.values(), *self.extra_special_tokens]}
         # The special tokens are found in the raw text, before normalization, so "[CLS]" is one token
         # while "[cls]" is lower-cased text; the longest wins where two start at the same place.
-        by_length = sorted(set(specials.values()), key=len, reverse=True)
+        by_length = sorted({*specials.values(), *self.extra_special_tokens}, key=len, reverse=True)
         self._special_split = re.compile("(" + "|".join(map(re.escape, by_length)) + ")").split
 
     def __repr__(self) -> str:
@@ -114,8 +118,10 @@ class BertTokenizer:
         """
         hub = dict(cache_dir=cache_dir, revision=revision, token=token, local_files_only=local_files_only)
         # Imported here so that the tokenizer module itself needs only the standard library.
+        from ..loading.atomic import check_not_interrupted
         from ..loading.hub import resolve_file
 
+        check_not_interrupted(name_or_path, VOCAB_FILE)  # a killed save removed it: say so, as the model's loader
         vocab_file = resolve_file(name_or_path, VOCAB_FILE, required=True, **hub)
         settings: dict[str, Any] = {}
         for file in (CONFIG_FILE, SPECIAL_TOKENS_FILE):  # as in transformers, the special tokens map wins
@@ -129,6 +135,8 @@ class BertTokenizer:
         """Write vocab.txt, tokenizer_config.json and special_tokens_map.json, readable by transformers.
 
         All or nothing, as the model's save (see loading/atomic.py): vocab.txt, which loading needs, goes in last.
+        A tokenizer.json there (transformers' fast tokenizer, which transformers reads before vocab.txt)
+        would describe another tokenizer: it is removed in the same step.
         """
         from ..loading.atomic import save_files
 
@@ -140,11 +148,28 @@ class BertTokenizer:
                       **specials)
         if self.model_max_length is not None:
             config["model_max_length"] = self.model_max_length
+        if self.extra_special_tokens:
+            config["extra_special_tokens"] = self.extra_special_tokens
         files = {VOCAB_FILE: "".join(token + "\n" for token in self.id_to_token),
                  CONFIG_FILE: json.dumps(config, indent=2, ensure_ascii=False) + "\n",
                  SPECIAL_TOKENS_FILE: json.dumps(specials, indent=2, ensure_ascii=False) + "\n"}
-        save_files(directory, {name: _text_writer(content) for name, content in files.items()}, completing=VOCAB_FILE)
+        save_files(directory, {name: _text_writer(content) for name, content in files.items()}, completing=VOCAB_FILE,
+                   removing=(FAST_TOKENIZER_FILE,))
         return tuple(str(directory / name) for name in files)
+
+    def train_new_from_iterator(self, text_iterator: Iterable[str | list[str]], vocab_size: int,
+                                length: int | None = None, new_special_tokens: list[str] | None = None,
+                                special_tokens_map: dict[str, str] | None = None, *, min_frequency: int = 0,
+                                show_progress: bool = True, limit_alphabet: int | None = None,
+                                initial_alphabet: Iterable[str] = ()) -> BertTokenizer:
+        """This tokenizer's settings and special tokens (renamed by ``special_tokens_map``, plus ``new_special_tokens``)
+        with a vocabulary trained on the texts (strings or lists of strings) by the Rust WordPieceTrainer's rules,
+        with its defaults (trainer.py). ``length``: how many texts, for the progress bar."""
+        from .trainer import train_new_tokenizer
+
+        return train_new_tokenizer(self, text_iterator, vocab_size, length, new_special_tokens, special_tokens_map,
+                                   min_frequency=min_frequency, show_progress=show_progress,
+                                   limit_alphabet=limit_alphabet, initial_alphabet=initial_alphabet)
 
     # -- text -> ids --
 
@@ -322,11 +347,15 @@ def _read_settings(path: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise OSError(f"{path} should hold a JSON object, not {type(config).__name__}")
     known = {"do_lower_case", "strip_accents", "tokenize_chinese_chars", "never_split", "model_max_length",
-             "clean_up_tokenization_spaces", *SPECIAL_TOKEN_NAMES}
+             "clean_up_tokenization_spaces", "extra_special_tokens", *SPECIAL_TOKEN_NAMES}
     settings = {key: value for key, value in config.items() if key in known}
     for name in SPECIAL_TOKEN_NAMES:  # transformers may save a token as {"content": "[CLS]", ...}
         if isinstance(settings.get(name), dict):
             settings[name] = settings[name].get("content")
+    extra = settings.get("extra_special_tokens")  # a list, or (transformers 4) a dict of named tokens
+    if extra is not None:
+        settings["extra_special_tokens"] = [token.get("content") if isinstance(token, dict) else token
+                                            for token in (extra.values() if isinstance(extra, dict) else extra)]
     # transformers writes a huge number (int(1e30)) for "no limit".
     if isinstance(settings.get("model_max_length"), (int, float)) and settings["model_max_length"] > 1e12:
         settings["model_max_length"] = None
