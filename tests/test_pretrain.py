@@ -100,3 +100,14 @@ def test_bad_input_is_one_line_and_exit_2(corpus, tmp_path, capsys, problem, opt
     assert main(arguments + TINY[:6] + options) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and error.startswith("error: ") and message in error, error
+
+
+def test_without_a_tokenizer_it_trains_a_vocabulary_on_the_corpus(corpus, tmp_path):
+    arguments = ["pretrain", "--corpus", str(corpus / "corpus.txt"), "--vocab-size", "60", "--cache-dir",
+                 str(tmp_path / "cache"), "--output", str(tmp_path / "run"), "--steps", "2", *TINY]
+    assert main(arguments) == 0
+    vocab = (tmp_path / "run" / "vocab.txt").read_text().split()
+    assert len(vocab) <= 60 and "[MASK]" in vocab and "r" in vocab
+    assert any(len(token.removeprefix("##")) > 1 for token in vocab[5:])  # pieces merged from the corpus
+    cached = list((tmp_path / "cache").glob("vocab-60-*/vocab.txt"))
+    assert len(cached) == 1 and cached[0].read_text().split() == vocab  # the second run reads it from here

@@ -79,14 +79,16 @@ def pretrain_command(args: argparse.Namespace) -> int:
     check_writable(output)
     if args.resume and args.tokenizer is None and (output / "vocab.txt").exists():
         args.tokenizer = str(output)  # the vocabulary the checkpoint was trained with
-    tokenizer = load_or_train_tokenizer(args.tokenizer, args.vocab_size, Path(args.cache_dir))
     if args.seq_len > 512:
         raise ValueError(f"--seq-len {args.seq_len} is over max_position_embeddings (512)")
+    texts = None  # --corpus: one paragraph per line, split as the docstring corpus is
     if args.corpus is not None:
-        paragraphs = [line.strip() for line in Path(args.corpus).read_text(encoding="utf-8").splitlines() if line.strip()]
-        train, held_out = corpus.split_corpus(paragraphs)
-        splits = {"train": [tokenizer.encode_text(text) for text in train],
-                  "held_out": [tokenizer.encode_text(text) for text in held_out]}
+        lines = Path(args.corpus).read_text(encoding="utf-8").splitlines()
+        texts = corpus.split_corpus([line.strip() for line in lines if line.strip()])
+    tokenizer = load_or_train_tokenizer(args.tokenizer, args.vocab_size, Path(args.cache_dir),
+                                        None if texts is None else texts[0])
+    if texts is not None:
+        splits = {name: [tokenizer.encode_text(text) for text in part] for name, part in zip(("train", "held_out"), texts)}
     else:
         splits = tokenized_corpus(tokenizer, Path(args.cache_dir))
     if not splits["held_out"]:
@@ -102,8 +104,12 @@ def pretrain_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--hidden {args.hidden} is not a multiple of --heads {args.heads}")
     if not args.resume and os.environ.get("RANK", "0") == "0":
         tokenizer.save_pretrained(output)  # a resumed run reads the same vocabulary from here
-    summary = pretrain(settings, tokenizer, splits["train"], splits["held_out"], output,
-                       Path(args.json) if args.json else None, resume=args.resume)
+    try:
+        summary = pretrain(settings, tokenizer, splits["train"], splits["held_out"], output,
+                           Path(args.json) if args.json else None, resume=args.resume)
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()  # torchrun: leave the process group cleanly
     if summary is not None:
         print(f"held-out accuracy {100 * summary['heldout_accuracy']:.1f}% (unigram baseline "
               f"{100 * summary['unigram_accuracy']:.1f}%), {summary['tokens_per_second']:.0f} tokens/s; saved to {output}")

@@ -84,20 +84,22 @@ def most_frequent_token(paragraphs: list[list[int]], vocab_size: int) -> int:
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def load_or_train_tokenizer(path: str | None, vocab_size: int, cache_dir: Path | None = None) -> BertTokenizer:
+def load_or_train_tokenizer(path: str | None, vocab_size: int, cache_dir: Path | None = None,
+                            paragraphs: list[str] | None = None) -> BertTokenizer:
     """The tokenizer at ``path``; without one, an uncased WordPiece vocabulary of ``vocab_size`` tokens
-    trained on the training paragraphs (BertTokenizer.train_new_from_iterator) and cached, keyed by
-    the Python version (the corpus) and the size."""
+    trained (BertTokenizer.train_new_from_iterator) on ``paragraphs`` (default: the docstring corpus's
+    training split) and cached, keyed by a hash of the texts and the size."""
     if path is not None:
         return BertTokenizer.from_pretrained(path)
+    if paragraphs is None:
+        paragraphs, _ = corpus.split_corpus(corpus.docstring_paragraphs())
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
-    key = hashlib.sha256(f"{sys.version}|{vocab_size}|{inspect.getsource(corpus)}".encode()).hexdigest()[:16]
+    key = hashlib.sha256("\n".join([str(vocab_size), *paragraphs]).encode()).hexdigest()[:16]
     directory = cache_dir / f"vocab-{vocab_size}-{key}"
     if (directory / "vocab.txt").exists():
         return BertTokenizer.from_pretrained(directory)
     base_dir = cache_dir / "special-tokens"  # the trainer keeps a tokenizer's settings and special tokens
     save_files(base_dir, {"vocab.txt": lambda target: target.write_text("\n".join(SPECIAL_TOKENS) + "\n")})
-    paragraphs, _ = corpus.split_corpus(corpus.docstring_paragraphs())
     tokenizer = BertTokenizer(base_dir / "vocab.txt").train_new_from_iterator(paragraphs, vocab_size,
                                                                               length=len(paragraphs))
     tokenizer.save_pretrained(directory)
