@@ -37,7 +37,7 @@ from harness import (  # noqa: E402
     write_checkpoint,
 )
 
-SECTIONS = ("model", "onnx", "precision", "load", "fresh", "training", "compile", "tokenizer", "gpu")
+SECTIONS = ("model", "onnx", "precision", "load", "fresh", "training", "pretrain", "compile", "tokenizer", "gpu")
 
 
 def tokenizer_rows(quick: bool) -> list[dict]:
@@ -74,6 +74,10 @@ def run_section(section: str, directory: Path, config: dict, quick: bool) -> lis
         return bench_load.first_output_rows(directory, quick)
     if section == "training":
         return bench_model.training_rows(directory, config, quick)
+    if section == "pretrain":
+        import bench_pretrain
+
+        return bench_pretrain.pretrain_rows(quick)
     if section == "compile":
         return bench_model.compile_rows(directory, config, quick)
     if section == "tokenizer":

@@ -5,6 +5,7 @@ from .model import BertModel, BertModelOutput
 from .tokenizer import BatchEncoding, BertTokenizer
 from .fast.prepack import prepack
 from .fast.quantize import quantize
+from .pretraining.collator import DataCollatorForLanguageModeling
 from .loading.auto import (
     AutoModel,
     AutoModelForMaskedLM,
@@ -46,6 +47,7 @@ __all__ = [
     "BertModel",
     "BertModelOutput",
     "BertTokenizer",
+    "DataCollatorForLanguageModeling",
     "prepack",
     "quantize",
 ]

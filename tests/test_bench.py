@@ -17,8 +17,8 @@ import harness  # noqa: E402
 
 # Without CUDA the gpu section is one row that says so; with it, the GPU rows fill four sections.
 GPU_SECTIONS = {"gpu", "gpu memory", "gpu syncs", "gpu training"} if torch.cuda.is_available() else {"gpu"}
-ALL_SECTIONS = {"full batch", "onnx", "precision", "padded", "load", "fresh process", "training", "compile",
-                "tokenizer"} | GPU_SECTIONS
+ALL_SECTIONS = {"full batch", "onnx", "precision", "padded", "load", "fresh process", "training", "pretrain",
+                "compile", "tokenizer"} | GPU_SECTIONS
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,9 @@ def test_quick_run_reports_every_row(quick_run):
     assert memory["unit"] == "MiB" and memory["checkpoint_mib"] > 0
     assert by_name[("fresh process", "start to first output")]["outputs_agree"] is True
     assert len([row for row in rows if row["section"] == "training"]) == 2
+    pretrain = [row for row in rows if row["section"] == "pretrain"]
+    assert [row["threads"] for row in pretrain] == sorted({1, document["machine"]["threads"]})
+    assert all(row["speedup"] > 0 and row["goal"] == ">= 2.0x" and row["padding"] > 0 for row in pretrain)
     onnx = [row for row in rows if row["section"] == "onnx"]
     if onnx[0]["name"] == "-":  # without the bench extra the section is one row that says how to get it
         assert "pip install -e '.[bench]'" in onnx[0]["note"]

@@ -1,4 +1,4 @@
-"""Command line: ``python -m minibert [walkthrough | fill-mask | encode | attention | inspect | parity | bench]``
+"""Command line: ``python -m minibert [walkthrough | fill-mask | encode | attention | inspect | parity | bench | pretrain]``
 (also installed as the ``minibert`` command). ``--help`` prints DESCRIPTION and EXAMPLES.
 
 With no subcommand it runs the walkthrough: the seed notebook's steps, from a config to the hidden
@@ -19,15 +19,17 @@ from ..loading.dtypes import parse_dtype
 from ..model import BertModel
 from ..tokenizer import BertTokenizer
 from .arguments import check_device, device_name, dtype_name, implementation_names, positive_int
+from .pretrain import add_parser as add_pretrain_parser
 
 DEFAULT_MODEL = "bert-base-cased"
-DESCRIPTION = """BERT from scratch in plain PyTorch: run a checkpoint, look inside it, and compare it
-with transformers. With no command, walk through the steps from a config to hidden states."""
+DESCRIPTION = """BERT from scratch in plain PyTorch: run a checkpoint, look inside it, compare it with
+transformers, or train one. With no command, walk through the steps from a config to hidden states."""
 EXAMPLES = """examples:
   python -m minibert --model bert-base-cased
   python -m minibert fill-mask "Paris is the [MASK] of France." --model bert-base-uncased
   python -m minibert encode "Hello!" "Good morning." -o vectors.npz
   python -m minibert parity bert-base-cased --json report.json
+  python -m minibert pretrain --minutes 10 --output my-bert
 
 each command has its own help: python -m minibert encode --help"""
 # The seed notebook's three sentences, and the ids it fed the model for them when it skipped tokenizing.
@@ -265,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  add_help=False, prefix_chars="+")
     runner.add_argument("options", nargs=argparse.REMAINDER, help="options of benchmarks/run.py")
     runner.set_defaults(run=bench)
+    add_pretrain_parser(commands)
     return parser
 
 
