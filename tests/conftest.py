@@ -26,8 +26,8 @@ from safetensors.torch import save_file  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The seed notebook's three encoded sequences ("Hello!", "Cool.", "Nice!" in bert-base-uncased ids).
-SEED_SEQUENCES = [[101, 7592, 999, 102], [101, 4658, 1012, 102], [101, 3835, 999, 102]]
+# The Hugging Face course's three encoded sequences ("Hello!", "Cool.", "Nice!" in bert-base-uncased ids).
+COURSE_IDS = [[101, 7592, 999, 102], [101, 4658, 1012, 102], [101, 3835, 999, 102]]
 
 BERT_BASE_CASED = dict(vocab_size=28996, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                        intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2)

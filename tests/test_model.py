@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import SEED_SEQUENCES, TINY_CONFIGS, assert_close, assert_equal, reference_model
+from conftest import COURSE_IDS, TINY_CONFIGS, assert_close, assert_equal, reference_model
 from minibert import BertModel
 
 IMPLEMENTATIONS = ["eager", "sdpa"]
@@ -136,7 +136,7 @@ def test_bert_base_cased_shape(base_cased_checkpoint, implementation):
     ours = BertModel.from_pretrained(base_cased_checkpoint, attn_implementation=implementation)
     theirs = reference_model(base_cased_checkpoint, implementation)
     generator = torch.Generator().manual_seed(7)
-    seed = {"input_ids": torch.tensor(SEED_SEQUENCES)}
+    seed = {"input_ids": torch.tensor(COURSE_IDS)}
     long = random_batch({"vocab_size": 28996}, batch=2, seq=512, seed=8)
     pairs = {"input_ids": torch.randint(0, 28996, (2, 40), generator=generator),
              "token_type_ids": (torch.arange(40)[None] >= torch.tensor([[12], [30]])).long()}

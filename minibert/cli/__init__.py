@@ -8,6 +8,6 @@
 - ``arguments.py``: the options' checks (argparse types; the device, before loading).
 """
 
-from .main import SEED_SENTENCES, SEED_SEQUENCES, build_parser, main
+from .main import COURSE_SENTENCES, COURSE_IDS, build_parser, main
 
-__all__ = ["SEED_SENTENCES", "SEED_SEQUENCES", "build_parser", "main"]
+__all__ = ["COURSE_SENTENCES", "COURSE_IDS", "build_parser", "main"]

@@ -1,7 +1,7 @@
 """Command line: ``python -m minibert [walkthrough | fill-mask | encode | attention | inspect | parity | bench | pretrain]``
 (also installed as the ``minibert`` command). ``--help`` prints DESCRIPTION and EXAMPLES.
 
-With no subcommand it runs the walkthrough: the seed notebook's steps, from a config to the hidden
+With no subcommand it runs the walkthrough: the Hugging Face course's steps, from a config to the hidden
 states of three short sentences. Every subcommand takes --model, --device and --dtype; an error is
 one line on stderr and exit status 2, never a traceback.
 """
@@ -32,15 +32,15 @@ EXAMPLES = """examples:
   python -m minibert pretrain --minutes 10 --output my-bert
 
 each command has its own help: python -m minibert encode --help"""
-# The seed notebook's three sentences, and the ids it fed the model for them when it skipped tokenizing.
-SEED_SENTENCES = ["Hello!", "Cool.", "Nice!"]
-SEED_SEQUENCES = [[101, 7592, 999, 102], [101, 4658, 1012, 102], [101, 3835, 999, 102]]
+# The Hugging Face course's three sentences (chapter 2), and the ids it shows for them: bert-base-uncased's.
+COURSE_SENTENCES = ["Hello!", "Cool.", "Nice!"]
+COURSE_IDS = [[101, 7592, 999, 102], [101, 4658, 1012, 102], [101, 3835, 999, 102]]
 
 
 def load_or_random(args: argparse.Namespace) -> tuple[BertModel, BertTokenizer | None]:
     """The pretrained model and its tokenizer; or, when the default model cannot be loaded (offline,
     not cached), with a one-line notice, seeded random weights of bert-base-cased's shape and no
-    tokenizer (the seed notebook's ids are used instead). A --model that fails to load is an error."""
+    tokenizer (the course's ids are used instead). A --model that fails to load is an error."""
     name = args.model
     try:
         model = BertModel.from_pretrained(name, dtype=args.dtype, device=args.device)
@@ -48,7 +48,7 @@ def load_or_random(args: argparse.Namespace) -> tuple[BertModel, BertTokenizer |
         if args.model_given:
             raise
         print(f"note: could not load {name}, so the numbers below come from seeded random weights of the same "
-              f"shape and the seed notebook's token ids ({str(error).splitlines()[0]})")
+              f"shape and the course's token ids ({str(error).splitlines()[0]})")
         torch.manual_seed(0)
         return BertModel(BertConfig(vocab_size=28996)).to(args.device, args.dtype).eval(), None
     print(f"Loaded {name}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
@@ -56,22 +56,22 @@ def load_or_random(args: argparse.Namespace) -> tuple[BertModel, BertTokenizer |
     try:
         return model, BertTokenizer.from_pretrained(name)
     except OSError as error:
-        print(f"note: no tokenizer for {name} ({str(error).splitlines()[0]}); using the seed notebook's token ids")
+        print(f"note: no tokenizer for {name} ({str(error).splitlines()[0]}); using the course's token ids")
         return model, None
 
 
 def walkthrough(args: argparse.Namespace) -> int:
-    """Text -> tokens -> ids -> hidden states, the seed notebook's steps."""
+    """Text -> tokens -> ids -> hidden states, the course's steps."""
     config = BertConfig()
     print("A BERT-base configuration (transformers' defaults):")
     print(config)
     model, tokenizer = load_or_random(args)
     if tokenizer is not None:
-        for sentence in SEED_SENTENCES:
+        for sentence in COURSE_SENTENCES:
             print(f"{sentence!r:10} -> tokens {tokenizer.tokenize(sentence)}")
-        batch = tokenizer(SEED_SENTENCES, padding=True, return_tensors="pt")
+        batch = tokenizer(COURSE_SENTENCES, padding=True, return_tensors="pt")
     else:
-        batch = {"input_ids": torch.tensor(SEED_SEQUENCES)}  # (batch=3, seq=4)
+        batch = {"input_ids": torch.tensor(COURSE_IDS)}  # (batch=3, seq=4)
     print("input_ids:", batch["input_ids"].tolist())
     with torch.no_grad():
         output = model(**{key: value.to(args.device) for key, value in batch.items()})
@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins.set_defaults(run=inspect_command)
     par = commands.add_parser("parity", parents=[common], help="per layer, minibert against transformers")
     par.add_argument("target", nargs="?", metavar="MODEL", help="hub id or local directory (or use --model)")
-    par.add_argument("texts", nargs="*", metavar="TEXT", help="texts to run (default: the seed sentences and a "
+    par.add_argument("texts", nargs="*", metavar="TEXT", help="texts to run (default: the course's sentences and a "
                                                               "padded batch of longer ones)")
     par.add_argument("--implementations", type=implementation_names, default="eager,sdpa",
                      help="attention paths to compare (default: %(default)s)")

@@ -22,7 +22,7 @@ from ..loading.config_file import CONFIG_NAME
 from ..loading.dtypes import DTYPE_NAMES
 from ..loading.hub import resolve_file
 
-# The seed notebook's three sentences, then a padded batch of longer ones.
+# The Hugging Face course's three sentences, then a padded batch of longer ones.
 DEFAULT_BATCHES = [
     ["Hello!", "Cool.", "Nice!"],
     ["The quick brown fox jumps over the lazy dog.",

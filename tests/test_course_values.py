@@ -1,4 +1,4 @@
-"""The seed notebook's printed numbers, from the real bert-base-cased. Needs the internet (or a
+"""The Hugging Face course's printed numbers, from the real bert-base-cased. Needs the internet (or a
 filled hub cache); skipped otherwise. It is the first check a user with a network runs:
 
     pytest -m network
@@ -21,10 +21,10 @@ EXPECTED = [[0.44496, 0.48276, 0.27797], [0.36436, 0.032464, 0.20258], [0.24042,
 SCRIPT = """
 import json, torch
 from minibert import BertModel
-from minibert.cli import SEED_SEQUENCES
+from minibert.cli import COURSE_IDS
 model = BertModel.from_pretrained("bert-base-cased")
 with torch.no_grad():
-    out = model(torch.tensor(SEED_SEQUENCES))
+    out = model(torch.tensor(COURSE_IDS))
 print(json.dumps(out.last_hidden_state[:, 0, :3].tolist()))
 """
 
@@ -38,7 +38,7 @@ def hub_reachable() -> bool:
 
 
 @pytest.mark.network
-def test_bert_base_cased_seed_values():
+def test_bert_base_cased_course_values():
     if not hub_reachable():
         pytest.skip("huggingface.co is not reachable from here")
     # conftest sets HF_HUB_OFFLINE for every other test; this one runs in a process without it.
