@@ -221,3 +221,10 @@ def assert_equal(actual: torch.Tensor, expected: torch.Tensor, what: str) -> Non
         difference = (actual.double() - expected.double()).abs()
         raise AssertionError(f"{what} differs: max |diff| {difference.max():.3e}, "
                              f"{int((difference > 0).sum())} of {difference.numel()} elements")
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that no one is listening on (for the gloo process groups)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

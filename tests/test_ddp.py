@@ -10,7 +10,6 @@ mean is then not the whole batch's mean, so sequence classification is the case 
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
@@ -19,6 +18,7 @@ import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
 from minibert import BertConfig, BertForSequenceClassification
+from conftest import free_port
 
 WORLD = 2
 CONFIG = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
@@ -57,12 +57,6 @@ def worker(rank: int, port: int, directory: str) -> None:
         torch.save({"gradients": gradients, "parameters": parameters}, os.path.join(directory, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch built without gloo")
