@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import operator
 import re
 from dataclasses import dataclass
 from typing import Sequence
@@ -133,15 +132,16 @@ class BasicTokenizer:
     def normalize_with_origins(self, text: str, space_out_cjk: bool = True) -> tuple[str, Sequence[int]]:
         """``normalize(text)`` and, for each of its characters, the index in ``text`` of the one it
         came from (a range where every character stayed in place, as in most ASCII text).
-        ``space_out_cjk=False`` leaves that step out: ``words_with_spans`` then splits each CJK
+        ``space_out_cjk=False`` leaves that step out: ``spaced_words`` then splits each CJK
         ideograph off as spacing would (a third of the work on CJK text, where every character moves).
 
         Each step maps characters one by one, so each character's origin is repeated as many times
         as the step turns it into characters (see _Widths); NFD's canonical reordering, where a run of marks is out of order
         (rare), takes the reference aligner's rules (_decomposed_origins)."""
         origins: Sequence[int] = range(len(text))
-        if text.isascii():
-            return self.normalize(text), _widths("clean").carry(origins, text)
+        if text.isascii():  # cleaning maps each character to one or none: the same length means none was dropped
+            normalized = self.normalize(text)
+            return normalized, origins if len(normalized) == len(text) else _widths("clean").carry(origins, text)
         for step in self.steps:
             if step == self.space_out_cjk and not space_out_cjk:
                 continue
@@ -191,15 +191,13 @@ class BasicTokenizer:
         """Like ``split``, as (start, end) character positions in ``normalized``."""
         return [match.span() for match in self.tables.words.finditer(normalized)]
 
-    def words_with_starts(self, normalized: str, cjk_spaced_out: bool = True) -> tuple[list[str], list[int]]:
-        """``split(normalized)`` and where each word starts in ``normalized``, from C loops: one regex
-        pass gives each word with the whitespace before it, and the starts are running sums of their
-        lengths (no Match object per word). ``cjk_spaced_out=False``: each CJK ideograph is a word."""
+    def spaced_words(self, normalized: str, cjk_spaced_out: bool = True) -> list[str]:
+        """``split(normalized)``, each word with the whitespace before it, so that their lengths add up
+        to each word's place (one C loop). ``cjk_spaced_out=False``: each CJK ideograph is a word, as
+        spacing makes it."""
         tables = self.tables
         pattern = tables.spaced_words if cjk_spaced_out or not self.tokenize_chinese_chars else tables.spaced_words_and_cjk
-        found = pattern.findall(normalized)  # [(whitespace, word), ...]
-        bounds = list(itertools.accumulate(map(len, itertools.chain.from_iterable(found))))  # [start 0, end 0, start 1, ...]
-        return list(map(operator.itemgetter(1), found)), bounds[0::2]
+        return pattern.findall(normalized)
 
     def tokenize(self, text: str) -> list[str]:
         """Text -> words."""
