@@ -21,20 +21,21 @@ from .unicode_tables import unicode_tables
 class _Widths:
     """How many characters a step turns each character of a text into, computed by C loops: the
     characters that change are marked with their width as a control character (chr(0) to chr(9)),
-    every other character becomes chr(1). Control characters are gone after cleaning, the first
-    step, so no mark is mistaken for text; cleaning itself marks only chr(0), the width of the
-    control characters it removes."""
+    then every other character becomes the byte 1 (encoded to Latin-1, "?" past it, then mapped byte
+    by byte). Control characters are gone after cleaning, the first step, so no mark is mistaken for
+    text; cleaning itself marks only chr(0), the width of the control characters it removes."""
 
     changed: re.Pattern[str]  # the characters that become other than one character
     marks: dict[int, str] | str  # a translate map to their marks, or the one mark of them all
-    unchanged: re.Pattern[str]  # every character but the marks
+    widths: bytes  # a bytes.translate table: each mark's byte to itself, every other byte to 1
 
     @classmethod
     def of(cls, changed: re.Pattern[str], widths: dict[int, int] | int) -> _Widths:
+        used = {widths} if isinstance(widths, int) else set(widths.values())
+        table = bytes(byte if byte in used else 1 for byte in range(256))
         if isinstance(widths, int):
-            return cls(changed, chr(widths), re.compile(f"[^{re.escape(chr(widths))}]"))
-        used = "".join(sorted({re.escape(chr(width)) for width in widths.values()}))
-        return cls(changed, {point: chr(width) for point, width in widths.items()}, re.compile(f"[^{used}]"))
+            return cls(changed, chr(widths), table)
+        return cls(changed, {point: chr(width) for point, width in widths.items()}, table)
 
     def carry(self, origins: Sequence[int], text: str) -> Sequence[int]:
         """Origins through the step: each character's origin, repeated as many times as it
@@ -42,7 +43,9 @@ class _Widths:
         if self.changed.search(text) is None:
             return origins
         marked = self.changed.sub(self.marks, text) if isinstance(self.marks, str) else text.translate(self.marks)
-        widths = self.unchanged.sub("\x01", marked).encode("latin-1")  # one byte per character
+        widths = marked.encode("latin-1", "replace").translate(self.widths)  # one byte per character
+        if self.marks == "\x00":  # a step that only removes characters
+            return list(itertools.compress(origins, widths))
         return list(itertools.chain.from_iterable(map(itertools.repeat, origins, widths)))
 
 
