@@ -37,12 +37,13 @@ class _Widths:
             return cls(changed, chr(widths), table)
         return cls(changed, {point: chr(width) for point, width in widths.items()}, table)
 
-    def carry(self, origins: Sequence[int], text: str) -> Sequence[int]:
+    def carry(self, origins: Sequence[int], text: str, marked: str | None = None) -> Sequence[int]:
         """Origins through the step: each character's origin, repeated as many times as it
-        becomes characters (0: removed)."""
-        if self.changed.search(text) is None:
+        becomes characters (0: removed). ``marked``: the text marked already, where the caller has it."""
+        if marked is None and self.changed.search(text) is None:
             return origins
-        marked = self.changed.sub(self.marks, text) if isinstance(self.marks, str) else text.translate(self.marks)
+        if marked is None:
+            marked = self.changed.sub(self.marks, text) if isinstance(self.marks, str) else text.translate(self.marks)
         widths = marked.encode("latin-1", "replace").translate(self.widths)  # one byte per character
         if self.marks == "\x00":  # a step that only removes characters
             return list(itertools.compress(origins, widths))
@@ -151,11 +152,16 @@ class BasicTokenizer:
             if step == self.decompose:
                 decomposed = text.translate(self.tables.decompose)
                 reordered = self.tables.mark_runs.sub(self._reorder, decomposed)
-                if reordered == decomposed:
-                    origins = _widths("decompose").carry(origins, text)
-                else:
+                if reordered != decomposed:
                     origins = self._decomposed_origins(text, origins)
+                elif len(decomposed) != len(text):  # no character decomposes to nothing: same length, all in place
+                    origins = _widths("decompose").carry(origins, text)
                 text = reordered
+            elif step == self.drop_marks and self.tables.marks.search(text):
+                # One substitution marks the marks, for their origins and for their removal.
+                marked = self.tables.marks.sub("\x00", text)
+                origins = _widths("drop_marks").carry(origins, text, marked)
+                text = marked.replace("\x00", "")
             else:
                 origins = _widths(step.__name__).carry(origins, text)
                 text = step(text)
