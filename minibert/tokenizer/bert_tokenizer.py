@@ -203,15 +203,16 @@ class BertTokenizer:
         word_ids, steps = self.wordpiece.pieces_of_spaced_words(spaced_words, self.basic.tables.whitespace_chars)
         ids += itertools.chain.from_iterable(word_ids)
         # The running sum of the steps (spaces, length 0, 0, length 1, ...) of every word in turn is
-        # every piece's start and end in `normalized`, in turn, after the first sum, 0.
-        bounds = list(itertools.accumulate(itertools.chain.from_iterable(steps), initial=0))
+        # every piece's start and end in `normalized`, in turn.
         if isinstance(origins, range):  # normalizing moved nothing: a character's origin is its index
-            starts, ends = bounds[1::2], bounds[2::2]
-        else:  # a piece spans from its first character's source to just past its last one's
-            starts = map(origins.__getitem__, bounds[1::2])
-            ends = map((1).__add__, map(origins.__getitem__, map((-1).__add__, bounds[2::2])))
-        if position:
-            starts, ends = map(position.__add__, starts), map(position.__add__, ends)
+            bounds = itertools.accumulate(itertools.chain.from_iterable(steps), initial=position)
+            next(bounds)  # the initial value itself
+            offsets += zip(bounds, bounds)  # (start, end) pairs, taken in turn from the one iterator
+            return
+        # Else a piece spans from its first character's source to just past its last one's.
+        bounds = list(itertools.accumulate(itertools.chain.from_iterable(steps)))
+        starts = map(position.__add__, map(origins.__getitem__, bounds[0::2]))
+        ends = map((position + 1).__add__, map(origins.__getitem__, map((-1).__add__, bounds[1::2])))
         offsets += zip(starts, ends)
 
     def tokenize(self, text: str, pair: str | None = None) -> list[str]:
