@@ -60,8 +60,12 @@ class WordPiece:
             if len(self.steps_cache) >= self.CACHE_SIZE:
                 self.steps_cache.clear()
             spans = self.spans(word)
-            self.cache[word] = tuple(piece_id for piece_id, _, _ in spans)
-            steps = self.steps_cache[word] = tuple(itertools.chain.from_iterable((end - start, 0) for _, start, end in spans))[:-1]
+            if len(spans) == 1:  # most words: one piece, the whole word
+                self.cache[word], steps = (spans[0][0],), (len(word),)
+            else:
+                self.cache[word] = tuple(piece_id for piece_id, _, _ in spans)
+                steps = tuple(itertools.chain.from_iterable((end - start, 0) for _, start, end in spans))[:-1]
+            self.steps_cache[word] = steps
         return self.cache[word], steps
 
     def pieces_of_spaced_words(self, spaced_words: list[str], spaces: str) -> tuple[list[tuple[int, ...]],
