@@ -95,13 +95,15 @@ class BasicTokenizer:
         if do_lower_case:
             self.steps.append(self.lower)
 
-    def normalize(self, text: str) -> str:
-        """Clean, space out CJK, strip accents, lower-case, as the flags say."""
+    def normalize(self, text: str, space_out_cjk: bool = True) -> str:
+        """Clean, space out CJK, strip accents, lower-case, as the flags say. ``space_out_cjk=False``
+        leaves that step out, for ``split(..., cjk_spaced_out=False)``."""
         if text.isascii():
             # Fast path: no CJK, no accents, so one C-level pass cleans (and lower-cases).
             return text.translate(self.tables.ascii_clean_lower if self.do_lower_case else self.tables.ascii_clean)
         for step in self.steps:
-            text = step(text)
+            if space_out_cjk or step != self.space_out_cjk:
+                text = step(text)
         return text
 
     def clean(self, text: str) -> str:
@@ -143,7 +145,9 @@ class BasicTokenizer:
         as the step turns it into characters (see _Widths); NFD's canonical reordering, where a run of marks is out of order
         (rare), takes the reference aligner's rules (_decomposed_origins)."""
         origins: Sequence[int] = range(len(text))
-        if text.isascii():  # cleaning maps each character to one or none: the same length means none was dropped
+        # Each step turns every character into one or more, or only drops characters (cleaning, accent
+        # stripping): where it keeps the text's length, every character stayed in place.
+        if text.isascii():
             normalized = self.normalize(text)
             return normalized, origins if len(normalized) == len(text) else _widths("clean").carry(origins, text)
         for step in self.steps:
@@ -154,17 +158,21 @@ class BasicTokenizer:
                 reordered = self.tables.mark_runs.sub(self._reorder, decomposed)
                 if reordered != decomposed:
                     origins = self._decomposed_origins(text, origins)
-                elif len(decomposed) != len(text):  # no character decomposes to nothing: same length, all in place
+                elif len(decomposed) != len(text):
                     origins = _widths("decompose").carry(origins, text)
                 text = reordered
-            elif step == self.drop_marks and self.tables.marks.search(text):
+            elif step == self.drop_marks:
                 # One substitution marks the marks, for their origins and for their removal.
                 marked = self.tables.marks.sub("\x00", text)
-                origins = _widths("drop_marks").carry(origins, text, marked)
-                text = marked.replace("\x00", "")
+                stripped = marked.replace("\x00", "")
+                if len(stripped) != len(text):
+                    origins = _widths("drop_marks").carry(origins, text, marked)
+                text = stripped
             else:
-                origins = _widths(step.__name__).carry(origins, text)
-                text = step(text)
+                normalized = step(text)
+                if len(normalized) != len(text):
+                    origins = _widths(step.__name__).carry(origins, text)
+                text = normalized
         return text, origins
 
     def _decomposed_origins(self, text: str, origins: Sequence[int]) -> list[int]:
@@ -192,9 +200,11 @@ class BasicTokenizer:
             taken += replaces
         return new_origins
 
-    def split(self, normalized: str) -> list[str]:
-        """Normalized text -> words: split on whitespace, each punctuation character a word."""
-        return self.tables.words.findall(normalized)
+    def split(self, normalized: str, cjk_spaced_out: bool = True) -> list[str]:
+        """Normalized text -> words: split on whitespace, each punctuation character a word.
+        ``cjk_spaced_out=False``: each CJK ideograph is a word, as spacing makes it."""
+        tables = self.tables
+        return (tables.words if cjk_spaced_out or not self.tokenize_chinese_chars else tables.words_and_cjk).findall(normalized)
 
     def spans(self, normalized: str) -> list[tuple[int, int]]:
         """Like ``split``, as (start, end) character positions in ``normalized``."""
@@ -209,6 +219,7 @@ class BasicTokenizer:
         return pattern.findall(normalized)
 
     def tokenize(self, text: str) -> list[str]:
-        """Text -> words."""
-        return self.split(self.normalize(text))
+        """Text -> words. CJK ideographs are split off as words, not spaced out: the same words, from
+        a third of the work on CJK text (where spacing out moves every character)."""
+        return self.split(self.normalize(text, space_out_cjk=False), cjk_spaced_out=False)
 

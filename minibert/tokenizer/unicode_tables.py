@@ -83,6 +83,7 @@ class UnicodeTables:
     marks: re.Pattern[str]  # nonspacing marks, removed with the accents after NFD
     lowercase: dict[int, str]  # str.translate map: lower-casing, one character at a time
     words: re.Pattern[str]  # one punctuation character, or a run of neither punctuation nor space
+    words_and_cjk: re.Pattern[str]  # the same, and each CJK ideograph a word, as spacing them out makes it
     # Each word with the whitespace before it (the offsets path: see basic.py), and the same where CJK
     # ideographs were not spaced out: each ideograph is then a word, as spacing makes it.
     spaced_words: re.Pattern[str]
@@ -120,6 +121,8 @@ def unicode_tables() -> UnicodeTables:
         marks=re.compile(_char_class(data.MARKS)),
         lowercase=lower,
         words=re.compile(f"{punctuation}|[^{punctuation[1:-1]}{whitespace_class[1:-1]}]+"),
+        words_and_cjk=re.compile(f"{_char_class(data.CJK)}|{punctuation}|"
+                                 f"[^{punctuation[1:-1]}{whitespace_class[1:-1]}{_char_class(data.CJK)[1:-1]}]+"),
         spaced_words=re.compile(f"{whitespace_class}*(?:{punctuation}|[^{punctuation[1:-1]}{whitespace_class[1:-1]}]+)"),
         spaced_words_and_cjk=re.compile(
             f"{whitespace_class}*(?:{_char_class(data.CJK)}|{punctuation}|"
