@@ -57,7 +57,8 @@ class WordPiece:
         """The piece ids of ``word`` and the steps through the pieces' bounds: (length 0, 0, length 1, ...), remembered."""
         steps = self.steps_cache.get(word)
         if steps is None or word not in self.cache:  # ids() may have emptied its cache alone
-            if len(self.steps_cache) >= self.CACHE_SIZE:
+            if len(self.steps_cache) >= self.CACHE_SIZE or len(self.cache) >= self.CACHE_SIZE:
+                self.cache.clear()
                 self.steps_cache.clear()
             spans = self.spans(word)
             if len(spans) == 1:  # most words: one piece, the whole word
