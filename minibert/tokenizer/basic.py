@@ -204,7 +204,8 @@ class BasicTokenizer:
         """Normalized text -> words: split on whitespace, each punctuation character a word.
         ``cjk_spaced_out=False``: each CJK ideograph is a word, as spacing makes it."""
         tables = self.tables
-        return (tables.words if cjk_spaced_out or not self.tokenize_chinese_chars else tables.words_and_cjk).findall(normalized)
+        pattern = tables.words if cjk_spaced_out or not self.tokenize_chinese_chars else tables.words_and_cjk
+        return pattern.findall(normalized)
 
     def spans(self, normalized: str) -> list[tuple[int, int]]:
         """Like ``split``, as (start, end) character positions in ``normalized``."""

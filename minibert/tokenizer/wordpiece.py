@@ -54,7 +54,8 @@ class WordPiece:
         return ids
 
     def _pieces(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """The piece ids of ``word`` and the steps through the pieces' bounds: (length 0, 0, length 1, ...), remembered."""
+        """The piece ids of ``word`` and the steps through the pieces' bounds: (length 0, 0, length 1,
+        ...), remembered (see pieces_of_spaced_words)."""
         steps = self.steps_cache.get(word)
         if steps is None or word not in self.cache:  # ids() may have emptied its cache alone
             if len(self.steps_cache) >= self.CACHE_SIZE or len(self.cache) >= self.CACHE_SIZE:
