@@ -7,6 +7,7 @@ it cannot cover, or one longer than ``max_input_chars_per_word``, becomes ``[UNK
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 
 class WordPiece:
@@ -70,10 +71,10 @@ class WordPiece:
             self.steps_cache[word] = steps
         return self.cache[word], steps
 
-    def pieces_of_spaced_words(self, spaced_words: list[str], spaces: str) -> tuple[list[tuple[int, ...]],
+    def pieces_of_spaced_words(self, spaced_words: list[str], spaces: str) -> tuple[Iterator[tuple[int, ...]],
                                                                                    list[tuple[int, ...]]]:
         """For each word, which comes with the spaces before it (characters of ``spaces``): its piece
-        ids, and the steps from the first space through the pieces' bounds: (spaces, length 0, 0,
+        ids (an iterator, to be read at once), and the steps from the first space through the pieces' bounds: (spaces, length 0, 0,
         length 1, 0, ...), since each piece ends where the next starts. Remembered, and looked up by
         C loops (map): Python runs for new words only. Flat tuples of ints, which the garbage
         collector stops tracking, where nested ones would make every collection walk the whole cache."""
@@ -87,7 +88,7 @@ class WordPiece:
                 self.spaced_ids[spaced_word], word_steps = self._pieces(word)
                 self.spaced_steps[spaced_word] = (len(spaced_word) - len(word), *word_steps)
             steps = list(map(self.spaced_steps.__getitem__, spaced_words))
-        return list(map(self.spaced_ids.__getitem__, spaced_words)), steps
+        return map(self.spaced_ids.__getitem__, spaced_words), steps
 
     def clear_caches(self) -> None:
         """Forget every word seen (a benchmark's cold start)."""
