@@ -631,3 +631,19 @@ def test_offsets_of_the_benchmark_scripts_like_the_reference():
         for cased in (False, True):
             ours, reference = _minilm_pair(cased)
             assert_same_call(ours, reference, texts, return_offsets_mapping=True)
+
+
+@needs_minilm
+def test_word_caches_emptied_when_full_change_nothing(monkeypatch):
+    """The WordPiece caches are emptied when full, even within one text, and the calls without offsets
+    empty theirs alone: the same ids and offsets."""
+    ours = _minilm_pair(cased=False)[0]
+    small = BertTokenizer.from_pretrained(minilm_dir())  # caches of its own
+    monkeypatch.setattr(small.wordpiece, "CACHE_SIZE", 3)
+    # "hello" seen with offsets, then the caches of the calls without offsets emptied, then "hello" again.
+    calls = [("hello", True), ("a b c d", False), (", hello", True)]
+    calls += [(text, offsets) for _ in range(2) for text in [*MOVING_TEXTS, "unaffable playing hello, world! " * 3]
+              for offsets in (True, False)]
+    for text, offsets in calls:
+        assert small(text, return_offsets_mapping=offsets) == ours(text, return_offsets_mapping=offsets), text
+        assert len(small.wordpiece.cache) <= 3 and len(small.wordpiece.steps_cache) <= 3

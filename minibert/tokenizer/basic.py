@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import operator
 import re
 from dataclasses import dataclass
 from typing import Sequence
@@ -22,28 +21,32 @@ from .unicode_tables import unicode_tables
 class _Widths:
     """How many characters a step turns each character of a text into, computed by C loops: the
     characters that change are marked with their width as a control character (chr(0) to chr(9)),
-    every other character becomes chr(1). Control characters are gone after cleaning, the first
-    step, so no mark is mistaken for text; cleaning itself marks only chr(0), the width of the
-    control characters it removes."""
+    then every other character becomes the byte 1 (encoded to Latin-1, "?" past it, then mapped byte
+    by byte). Control characters are gone after cleaning, the first step, so no mark is mistaken for
+    text; cleaning itself marks only chr(0), the width of the control characters it removes."""
 
     changed: re.Pattern[str]  # the characters that become other than one character
     marks: dict[int, str] | str  # a translate map to their marks, or the one mark of them all
-    unchanged: re.Pattern[str]  # every character but the marks
+    widths: bytes  # a bytes.translate table: each mark's byte to itself, every other byte to 1
 
     @classmethod
     def of(cls, changed: re.Pattern[str], widths: dict[int, int] | int) -> _Widths:
+        used = {widths} if isinstance(widths, int) else set(widths.values())
+        table = bytes(byte if byte in used else 1 for byte in range(256))
         if isinstance(widths, int):
-            return cls(changed, chr(widths), re.compile(f"[^{re.escape(chr(widths))}]"))
-        used = "".join(sorted({re.escape(chr(width)) for width in widths.values()}))
-        return cls(changed, {point: chr(width) for point, width in widths.items()}, re.compile(f"[^{used}]"))
+            return cls(changed, chr(widths), table)
+        return cls(changed, {point: chr(width) for point, width in widths.items()}, table)
 
-    def carry(self, origins: Sequence[int], text: str) -> Sequence[int]:
+    def carry(self, origins: Sequence[int], text: str, marked: str | None = None) -> Sequence[int]:
         """Origins through the step: each character's origin, repeated as many times as it
-        becomes characters (0: removed)."""
-        if self.changed.search(text) is None:
+        becomes characters (0: removed). ``marked``: the text marked already, where the caller has it."""
+        if marked is None and self.changed.search(text) is None:
             return origins
-        marked = self.changed.sub(self.marks, text) if isinstance(self.marks, str) else text.translate(self.marks)
-        widths = self.unchanged.sub("\x01", marked).encode("latin-1")  # one byte per character
+        if marked is None:
+            marked = self.changed.sub(self.marks, text) if isinstance(self.marks, str) else text.translate(self.marks)
+        widths = marked.encode("latin-1", "replace").translate(self.widths)  # one byte per character
+        if self.marks == "\x00":  # a step that only removes characters
+            return list(itertools.compress(origins, widths))
         return list(itertools.chain.from_iterable(map(itertools.repeat, origins, widths)))
 
 
@@ -92,13 +95,15 @@ class BasicTokenizer:
         if do_lower_case:
             self.steps.append(self.lower)
 
-    def normalize(self, text: str) -> str:
-        """Clean, space out CJK, strip accents, lower-case, as the flags say."""
+    def normalize(self, text: str, space_out_cjk: bool = True) -> str:
+        """Clean, space out CJK, strip accents, lower-case, as the flags say. ``space_out_cjk=False``
+        leaves that step out, for ``split(..., cjk_spaced_out=False)``."""
         if text.isascii():
             # Fast path: no CJK, no accents, so one C-level pass cleans (and lower-cases).
             return text.translate(self.tables.ascii_clean_lower if self.do_lower_case else self.tables.ascii_clean)
         for step in self.steps:
-            text = step(text)
+            if space_out_cjk or step != self.space_out_cjk:
+                text = step(text)
         return text
 
     def clean(self, text: str) -> str:
@@ -133,29 +138,41 @@ class BasicTokenizer:
     def normalize_with_origins(self, text: str, space_out_cjk: bool = True) -> tuple[str, Sequence[int]]:
         """``normalize(text)`` and, for each of its characters, the index in ``text`` of the one it
         came from (a range where every character stayed in place, as in most ASCII text).
-        ``space_out_cjk=False`` leaves that step out: ``words_with_spans`` then splits each CJK
+        ``space_out_cjk=False`` leaves that step out: ``spaced_words`` then splits each CJK
         ideograph off as spacing would (a third of the work on CJK text, where every character moves).
 
         Each step maps characters one by one, so each character's origin is repeated as many times
         as the step turns it into characters (see _Widths); NFD's canonical reordering, where a run of marks is out of order
         (rare), takes the reference aligner's rules (_decomposed_origins)."""
         origins: Sequence[int] = range(len(text))
+        # Each step turns every character into one or more, or only drops characters (cleaning, accent
+        # stripping): where it keeps the text's length, every character stayed in place.
         if text.isascii():
-            return self.normalize(text), _widths("clean").carry(origins, text)
+            normalized = self.normalize(text)
+            return normalized, origins if len(normalized) == len(text) else _widths("clean").carry(origins, text)
         for step in self.steps:
             if step == self.space_out_cjk and not space_out_cjk:
                 continue
             if step == self.decompose:
                 decomposed = text.translate(self.tables.decompose)
                 reordered = self.tables.mark_runs.sub(self._reorder, decomposed)
-                if reordered == decomposed:
-                    origins = _widths("decompose").carry(origins, text)
-                else:
+                if reordered != decomposed:
                     origins = self._decomposed_origins(text, origins)
+                elif len(decomposed) != len(text):
+                    origins = _widths("decompose").carry(origins, text)
                 text = reordered
+            elif step == self.drop_marks:
+                # One substitution marks the marks, for their origins and for their removal.
+                marked = self.tables.marks.sub("\x00", text)
+                stripped = marked.replace("\x00", "")
+                if len(stripped) != len(text):
+                    origins = _widths("drop_marks").carry(origins, text, marked)
+                text = stripped
             else:
-                origins = _widths(step.__name__).carry(origins, text)
-                text = step(text)
+                normalized = step(text)
+                if len(normalized) != len(text):
+                    origins = _widths(step.__name__).carry(origins, text)
+                text = normalized
         return text, origins
 
     def _decomposed_origins(self, text: str, origins: Sequence[int]) -> list[int]:
@@ -183,25 +200,27 @@ class BasicTokenizer:
             taken += replaces
         return new_origins
 
-    def split(self, normalized: str) -> list[str]:
-        """Normalized text -> words: split on whitespace, each punctuation character a word."""
-        return self.tables.words.findall(normalized)
+    def split(self, normalized: str, cjk_spaced_out: bool = True) -> list[str]:
+        """Normalized text -> words: split on whitespace, each punctuation character a word.
+        ``cjk_spaced_out=False``: each CJK ideograph is a word, as spacing makes it."""
+        tables = self.tables
+        pattern = tables.words if cjk_spaced_out or not self.tokenize_chinese_chars else tables.words_and_cjk
+        return pattern.findall(normalized)
 
     def spans(self, normalized: str) -> list[tuple[int, int]]:
         """Like ``split``, as (start, end) character positions in ``normalized``."""
         return [match.span() for match in self.tables.words.finditer(normalized)]
 
-    def words_with_starts(self, normalized: str, cjk_spaced_out: bool = True) -> tuple[list[str], list[int]]:
-        """``split(normalized)`` and where each word starts in ``normalized``, from C loops: one regex
-        pass gives each word with the whitespace before it, and the starts are running sums of their
-        lengths (no Match object per word). ``cjk_spaced_out=False``: each CJK ideograph is a word."""
+    def spaced_words(self, normalized: str, cjk_spaced_out: bool = True) -> list[str]:
+        """``split(normalized)``, each word with the whitespace before it, so that their lengths add up
+        to each word's place (one C loop). ``cjk_spaced_out=False``: each CJK ideograph is a word, as
+        spacing makes it."""
         tables = self.tables
         pattern = tables.spaced_words if cjk_spaced_out or not self.tokenize_chinese_chars else tables.spaced_words_and_cjk
-        found = pattern.findall(normalized)  # [(whitespace, word), ...]
-        bounds = list(itertools.accumulate(map(len, itertools.chain.from_iterable(found))))  # [start 0, end 0, start 1, ...]
-        return list(map(operator.itemgetter(1), found)), bounds[0::2]
+        return pattern.findall(normalized)
 
     def tokenize(self, text: str) -> list[str]:
-        """Text -> words."""
-        return self.split(self.normalize(text))
+        """Text -> words. CJK ideographs are split off as words, not spaced out: the same words, from
+        a third of the work on CJK text (where spacing out moves every character)."""
+        return self.split(self.normalize(text, space_out_cjk=False), cjk_spaced_out=False)
 

@@ -156,14 +156,15 @@ def _encode_row(tokenizer: BertTokenizer, first: str, second: str | None, add_sp
         ids = [part[:keep] for part, keep in zip(ids, kept)]
         offsets = [None if part is None else part[:keep] for part, keep in zip(offsets, kept)]
 
-    row_ids, types, row_offsets = [], [], []
+    special = 1 if add_special_tokens else 0  # how many [CLS] first, and [SEP] after each sequence
+    row_ids, types, row_offsets = [tokenizer.cls_token_id] * special, [0] * special, [NO_OFFSET] * special
     for index, (part, spans) in enumerate(zip(ids, offsets)):
-        ends_with_sep = [tokenizer.sep_token_id] if add_special_tokens else []
-        row_ids += part + ends_with_sep
-        types += [index] * (len(part) + len(ends_with_sep))
-        row_offsets += (spans or []) + [NO_OFFSET] * len(ends_with_sep)
-    if add_special_tokens:
-        row_ids, types, row_offsets = [tokenizer.cls_token_id] + row_ids, [0] + types, [NO_OFFSET] + row_offsets
+        row_ids += part
+        row_ids += [tokenizer.sep_token_id] * special
+        types += [index] * (len(part) + special)
+        if with_offsets:
+            row_offsets += spans
+            row_offsets += [NO_OFFSET] * special
     row = {"input_ids": row_ids, "token_type_ids": types, "attention_mask": [1] * len(row_ids)}
     if with_offsets:
         row["offset_mapping"] = row_offsets

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import numbers
-import operator
 import os
 import re
 import warnings
@@ -197,22 +196,24 @@ class BertTokenizer:
 
     def _encode_with_offsets(self, text: str, position: int, ids: list[int],
                              offsets: list[tuple[int, int]]) -> None:
+        """``encode_text``'s work on ordinary text at ``position``, with offsets. Each step is a C loop
+        over all the words or pieces (map, chain, accumulate, zip): Python runs per new word only."""
         normalized, origins = self.basic.normalize_with_origins(text, space_out_cjk=False)
-        words, starts = self.basic.words_with_starts(normalized, cjk_spaced_out=False)
-        pieces_of = self.wordpiece.pieces
-        in_place = isinstance(origins, range)  # normalizing moved nothing: a character's origin is its index
-        for word, start in zip(words, starts):
-            word_ids, bounds = pieces_of(word)  # bounds: (start 0, end 0, start 1, end 1, ...) in the word
-            ids += word_ids
-            # A piece spans from its first character's source to just past its last one's.
-            if in_place and len(bounds) == 2:  # most words: one piece
-                offsets.append((position + start + bounds[0], position + start + bounds[1]))
-            elif in_place:
-                offsets += [(position + start + bounds[index], position + start + bounds[index + 1])
-                            for index in range(0, len(bounds), 2)]
-            else:
-                offsets += [(position + origins[start + bounds[index]], position + origins[start + bounds[index + 1] - 1] + 1)
-                            for index in range(0, len(bounds), 2)]
+        spaced_words = self.basic.spaced_words(normalized, cjk_spaced_out=False)
+        word_ids, steps = self.wordpiece.pieces_of_spaced_words(spaced_words, self.basic.tables.whitespace_chars)
+        ids += itertools.chain.from_iterable(word_ids)
+        # The running sum of the steps (spaces, length 0, 0, length 1, ...) of every word in turn is
+        # every piece's start and end in `normalized`, in turn.
+        if isinstance(origins, range):  # normalizing moved nothing: a character's origin is its index
+            bounds = itertools.accumulate(itertools.chain.from_iterable(steps), initial=position)
+            next(bounds)  # the initial value itself
+            offsets += zip(bounds, bounds)  # (start, end) pairs, taken in turn from the one iterator
+            return
+        # Else a piece spans from its first character's source to just past its last one's.
+        bounds = list(itertools.accumulate(itertools.chain.from_iterable(steps)))
+        starts = map(position.__add__, map(origins.__getitem__, bounds[0::2]))
+        ends = map((position + 1).__add__, map(origins.__getitem__, map((-1).__add__, bounds[1::2])))
+        offsets += zip(starts, ends)
 
     def tokenize(self, text: str, pair: str | None = None) -> list[str]:
         """Text (and a pair) -> WordPiece tokens, without [CLS]/[SEP]."""

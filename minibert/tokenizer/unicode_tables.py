@@ -83,10 +83,12 @@ class UnicodeTables:
     marks: re.Pattern[str]  # nonspacing marks, removed with the accents after NFD
     lowercase: dict[int, str]  # str.translate map: lower-casing, one character at a time
     words: re.Pattern[str]  # one punctuation character, or a run of neither punctuation nor space
-    # Each word with the whitespace before it, as two groups (the offsets path: see basic.py), and the
-    # same where CJK ideographs were not spaced out: each ideograph is then a word, as spacing makes it.
+    words_and_cjk: re.Pattern[str]  # the same, and each CJK ideograph a word, as spacing them out makes it
+    # Each word with the whitespace before it (the offsets path: see basic.py), and the same where CJK
+    # ideographs were not spaced out: each ideograph is then a word, as spacing makes it.
     spaced_words: re.Pattern[str]
     spaced_words_and_cjk: re.Pattern[str]
+    whitespace_chars: str  # what whitespace_class matches, for str.lstrip
     ascii_clean: dict[int, int | None]  # str.translate tables: cleaning all ASCII text needs
     ascii_clean_lower: dict[int, int | None]
 
@@ -119,10 +121,13 @@ def unicode_tables() -> UnicodeTables:
         marks=re.compile(_char_class(data.MARKS)),
         lowercase=lower,
         words=re.compile(f"{punctuation}|[^{punctuation[1:-1]}{whitespace_class[1:-1]}]+"),
-        spaced_words=re.compile(f"({whitespace_class}*)({punctuation}|[^{punctuation[1:-1]}{whitespace_class[1:-1]}]+)"),
+        words_and_cjk=re.compile(f"{_char_class(data.CJK)}|{punctuation}|"
+                                 f"[^{punctuation[1:-1]}{whitespace_class[1:-1]}{_char_class(data.CJK)[1:-1]}]+"),
+        spaced_words=re.compile(f"{whitespace_class}*(?:{punctuation}|[^{punctuation[1:-1]}{whitespace_class[1:-1]}]+)"),
         spaced_words_and_cjk=re.compile(
-            f"({whitespace_class}*)({_char_class(data.CJK)}|{punctuation}|"
+            f"{whitespace_class}*(?:{_char_class(data.CJK)}|{punctuation}|"
             f"[^{punctuation[1:-1]}{whitespace_class[1:-1]}{_char_class(data.CJK)[1:-1]}]+)"),
+        whitespace_chars="".join(map(chr, whitespace)),
         ascii_clean=ascii_clean,
         ascii_clean_lower={**ascii_clean, **ascii_lower},
     )
