@@ -200,17 +200,16 @@ class BertTokenizer:
         over all the words or pieces (map, chain, accumulate, zip): Python runs per new word only."""
         normalized, origins = self.basic.normalize_with_origins(text, space_out_cjk=False)
         spaced_words = self.basic.spaced_words(normalized, cjk_spaced_out=False)
-        word_ids, steps = self.wordpiece.pieces_of_spaced_words(spaced_words, self.basic.tables.whitespace_chars)
-        ids += itertools.chain.from_iterable(word_ids)
-        # The running sum of the steps (spaces, length 0, 0, length 1, ...) of every word in turn is
-        # every piece's start and end in `normalized`, in turn.
+        pieces = self.wordpiece.pieces_of_spaced_words(spaced_words, self.basic.tables.whitespace_chars)
+        ids += pieces[2::3]
+        del pieces[2::3]  # leaves (gap, length) per piece: the steps from one bound to the next
         if isinstance(origins, range):  # normalizing moved nothing: a character's origin is its index
-            bounds = itertools.accumulate(itertools.chain.from_iterable(steps), initial=position)
+            bounds = itertools.accumulate(pieces, initial=position)
             next(bounds)  # the initial value itself
             offsets += zip(bounds, bounds)  # (start, end) pairs, taken in turn from the one iterator
             return
         # Else a piece spans from its first character's source to just past its last one's.
-        bounds = list(itertools.accumulate(itertools.chain.from_iterable(steps)))
+        bounds = list(itertools.accumulate(pieces))  # every piece's start and end in `normalized`, in turn
         starts = map(position.__add__, map(origins.__getitem__, bounds[0::2]))
         ends = map((position + 1).__add__, map(origins.__getitem__, map((-1).__add__, bounds[1::2])))
         offsets += zip(starts, ends)

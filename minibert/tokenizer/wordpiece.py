@@ -7,7 +7,6 @@ it cannot cover, or one longer than ``max_input_chars_per_word``, becomes ``[UNK
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 
 class WordPiece:
@@ -22,10 +21,8 @@ class WordPiece:
         self.max_input_chars_per_word = max_input_chars_per_word
         self.prefix = prefix
         self.longest = max(map(len, vocab), default=0)  # no piece is longer, so no longer match is tried
-        self.cache: dict[str, tuple[int, ...]] = {}
-        self.steps_cache: dict[str, tuple[int, ...]] = {}  # see _pieces
-        self.spaced_ids: dict[str, tuple[int, ...]] = {}  # see pieces_of_spaced_words
-        self.spaced_steps: dict[str, tuple[int, ...]] = {}
+        self.cache: dict[str, tuple[int, ...]] = {}  # see ids
+        self.spaced_pieces: dict[str, tuple[int, ...]] = {}  # see pieces_of_spaced_words
 
     def spans(self, word: str) -> list[tuple[int, int, int]]:
         """(id, start, end) of each piece of ``word``; a single [UNK] when it cannot be covered."""
@@ -54,45 +51,41 @@ class WordPiece:
             ids = self.cache[word] = tuple(piece_id for piece_id, _, _ in self.spans(word))
         return ids
 
-    def _pieces(self, word: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """The piece ids of ``word`` and the steps through the pieces' bounds: (length 0, 0, length 1,
-        ...), remembered (see pieces_of_spaced_words)."""
-        steps = self.steps_cache.get(word)
-        if steps is None or word not in self.cache:  # ids() may have emptied its cache alone
-            if len(self.steps_cache) >= self.CACHE_SIZE or len(self.cache) >= self.CACHE_SIZE:
-                self.cache.clear()
-                self.steps_cache.clear()
-            spans = self.spans(word)
-            if len(spans) == 1:  # most words: one piece, the whole word
-                self.cache[word], steps = (spans[0][0],), (len(word),)
-            else:
-                self.cache[word] = tuple(piece_id for piece_id, _, _ in spans)
-                steps = tuple(itertools.chain.from_iterable((end - start, 0) for _, start, end in spans))[:-1]
-            self.steps_cache[word] = steps
-        return self.cache[word], steps
+    def pieces_of_spaced_words(self, spaced_words: list[str], spaces: str) -> list[int]:
+        """Each word comes with the spaces before it (characters of ``spaces``). -> Three ints per
+        piece of every word in turn, flat: (gap, length, id), where the gap is the spaces before a
+        word's first piece and 0 before the others (each piece ends where the next starts).
 
-    def pieces_of_spaced_words(self, spaced_words: list[str], spaces: str) -> tuple[Iterator[tuple[int, ...]],
-                                                                                   list[tuple[int, ...]]]:
-        """For each word, which comes with the spaces before it (characters of ``spaces``): its piece
-        ids (an iterator, to be read at once), and the steps from the first space through the pieces' bounds: (spaces, length 0, 0,
-        length 1, 0, ...), since each piece ends where the next starts. Remembered, and looked up by
-        C loops (map): Python runs for new words only. Flat tuples of ints, which the garbage
-        collector stops tracking, where nested ones would make every collection walk the whole cache."""
-        steps = list(map(self.spaced_steps.get, spaced_words))
-        if None in steps:
-            if len(self.spaced_steps) + len(spaced_words) > self.CACHE_SIZE:
-                self.spaced_ids.clear()
-                self.spaced_steps.clear()
-            for spaced_word in set(spaced_words).difference(self.spaced_steps):
-                word = spaced_word.lstrip(spaces)
-                self.spaced_ids[spaced_word], word_steps = self._pieces(word)
-                self.spaced_steps[spaced_word] = (len(spaced_word) - len(word), *word_steps)
-            steps = list(map(self.spaced_steps.__getitem__, spaced_words))
-        return map(self.spaced_ids.__getitem__, spaced_words), steps
+        Remembered per spaced word, and looked up by a C loop (map): Python runs for new words only.
+        Flat tuples of ints, which the garbage collector stops tracking, where nested ones would make
+        every collection walk the whole cache."""
+        try:
+            return list(itertools.chain.from_iterable(map(self.spaced_pieces.__getitem__, spaced_words)))
+        except KeyError:
+            self._learn_spaced_words(spaced_words, spaces)
+            return list(itertools.chain.from_iterable(map(self.spaced_pieces.__getitem__, spaced_words)))
+
+    def _learn_spaced_words(self, spaced_words: list[str], spaces: str) -> None:
+        """Remember the new words of ``spaced_words``. A word with spaces takes its pieces from the same
+        word without them, which is remembered too (words after punctuation come without spaces), so
+        each word's pieces are searched for once."""
+        known = self.spaced_pieces
+        if len(known) + 2 * len(spaced_words) > self.CACHE_SIZE:
+            known.clear()
+        for spaced_word in set(spaced_words).difference(known):
+            word = spaced_word.lstrip(spaces)
+            bare = known.get(word)
+            if bare is None:
+                spans = self.spans(word)
+                if len(spans) == 1:  # most words: one piece, the whole word
+                    bare = known[word] = (0, len(word), spans[0][0])
+                else:
+                    bare = known[word] = tuple(itertools.chain.from_iterable(
+                        (0, end - start, piece_id) for piece_id, start, end in spans))
+            if spaced_word is not word:
+                known[spaced_word] = (len(spaced_word) - len(word), *bare[1:])
 
     def clear_caches(self) -> None:
         """Forget every word seen (a benchmark's cold start)."""
         self.cache.clear()
-        self.steps_cache.clear()
-        self.spaced_ids.clear()
-        self.spaced_steps.clear()
+        self.spaced_pieces.clear()
