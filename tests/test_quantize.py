@@ -200,8 +200,9 @@ def test_outlier_features_are_multiplied_in_float32():
 
 
 def test_outlier_features_come_from_the_layer_norms(tiny_checkpoints):
-    """The query, key and value layers and the feed-forward's first layer, which read a LayerNorm's
-    output, multiply its features of largest |bias| + 4 |weight| in float32; the others none."""
+    """Each feed-forward's first layer, which reads a LayerNorm's output, multiplies that output's
+    features of largest |bias| + 4 |weight| in float32; the other layers none (the query-key-value
+    layers read a LayerNorm's output too, and gain nothing from them on MiniLM)."""
     model = minibert.BertModel.from_pretrained(tiny_checkpoints["tiny"])
     with torch.no_grad():
         model.embeddings.layer_norm.bias[[3, 11]] = 9.0
@@ -209,11 +210,9 @@ def test_outlier_features_come_from_the_layer_norms(tiny_checkpoints):
     model = minibert.quantize(model, compile=False)
     layer = model.encoder.layers[0]
     expected = sys.modules["minibert.fast.outliers"].OUTLIER_FEATURES
-    assert {3, 11} <= set(layer.attention.query_key_value.outliers.tolist())
     assert layer.feed_forward.intermediate.outliers.tolist() == [2, 5, 8, 13][:expected]
-    assert all(len(module.outliers) == expected for layer in model.encoder.layers
-               for module in (layer.attention.query_key_value, layer.feed_forward.intermediate))
-    for other in (layer.attention.output, layer.feed_forward.output):
+    assert all(len(layer.feed_forward.intermediate.outliers) == expected for layer in model.encoder.layers)
+    for other in (layer.attention.query_key_value, layer.attention.output, layer.feed_forward.output):
         assert other.outliers is None
 
 
@@ -369,7 +368,7 @@ SHORT_TEXTS = ["thanks!", "?", "no", "ok", "yes", "hi", "hello there", "why?", "
 
 def test_minilm_int8_short_texts():
     """Each short text alone: mean-pooled cosine to float32 at or above 0.99, the issue's goal (lowest
-    measured 0.9908, "thanks!", AVX-512 VNNI; 0.9886 without the outlier features in float32, 0.961
+    measured 0.9914, "thanks!", AVX-512 VNNI; 0.9886 without the outlier features in float32, 0.961
     with the shared zero point of before), and the same embedding alone as inside the batch."""
     directory = minilm_dir()
     if not (directory / "model.safetensors").is_file():
@@ -385,7 +384,7 @@ def test_minilm_int8_short_texts():
                           for text in SHORT_TEXTS])
     cosine = torch.nn.functional.cosine_similarity(alone, expected, dim=-1)  # (texts,)
     # 0.99 holds with 8-bit weights (VNNI, AMX); a CPU with AVX2 only rounds weights to 7 bits
-    # (int8_weight_levels): 0.9801 there, emulated with 63 levels on this CPU (0.9786 without outliers).
+    # (int8_weight_levels): 0.9813 there, emulated with 63 levels on this CPU (0.9786 without outliers).
     threshold = 0.99 if quantize_module.int8_weight_levels() == 127 else 0.975
     assert cosine.min() >= threshold, dict(zip(SHORT_TEXTS, cosine.tolist()))
     together = sentence_embeddings(model, dict(tokenizer(SHORT_TEXTS, padding=True, return_tensors="pt")))

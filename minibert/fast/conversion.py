@@ -96,8 +96,6 @@ def fuse_linears(linears: list[nn.Linear]) -> nn.Linear:
         biases = [linear.weight.new_zeros(linear.out_features) if linear.bias is None else linear.bias.detach()
                   for linear in linears]
         fused.bias = nn.Parameter(torch.cat(biases), requires_grad=False)  # (out,)
-    # A hint for the conversion about the shared input (quantize.py's outlier features) carries over.
-    fused.outlier_features = getattr(linears[0], "outlier_features", None)
     return fused
 
 
