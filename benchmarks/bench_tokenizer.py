@@ -206,7 +206,7 @@ def offsets_rows(quick: bool = False) -> list[dict]:
     with and without offsets, and transformers' Rust tokenizer with offsets, alternated. One row per
     script: seconds per pass, ``offsets_overhead`` (minibert with / without offsets; goal <= 1.5x) and
     ``ratio_vs_transformers`` (minibert with offsets / transformers with offsets)."""
-    megabytes, repeats = (0.1, 3) if quick else (1.0, 3)
+    megabytes, repeats = (0.1, 3) if quick else (1.0, 5)  # 5: a per-round ratio here spreads by ~10%
     timed = contenders()
     ours, rust = timed[MINIBERT][0], timed[RUST_REFERENCE][0]
     rows = []
