@@ -38,8 +38,8 @@ def mark_outlier_features(model: nn.Module) -> None:
 
     Only there: on MiniLM the query-key-value layers, which read the same kind of input, gain
     nothing from them (lowest short-text cosine 0.9890 with them alone, 0.9886 with none), while
-    the feed-forward's alone give 0.9914, as much as both together (0.9908), at under half their
-    cost. Multiplied through GELU into the next layer, the rounding error there weighs most."""
+    the feed-forward's alone give 0.9914, as much as both together (0.9908). In bert-base's shape
+    they cost 2.5% to 2.9% of the int8 forward there, against 3.6% in both places."""
     base = getattr(model, "bert", model)
     for layer in getattr(getattr(base, "encoder", None), "layers", []):
         norm, feed_forward = getattr(layer, "attention_norm", None), getattr(layer, "feed_forward", None)

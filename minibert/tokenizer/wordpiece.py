@@ -61,9 +61,9 @@ class WordPiece:
         every collection walk the whole cache."""
         try:
             return list(itertools.chain.from_iterable(map(self.spaced_pieces.__getitem__, spaced_words)))
-        except KeyError:
+        except KeyError:  # new words: learn them all, then the same lookup finds every one
             self._learn_spaced_words(spaced_words, spaces)
-            return list(itertools.chain.from_iterable(map(self.spaced_pieces.__getitem__, spaced_words)))
+        return self.pieces_of_spaced_words(spaced_words, spaces)
 
     def _learn_spaced_words(self, spaced_words: list[str], spaces: str) -> None:
         """Remember the new words of ``spaced_words``. A word with spaces takes its pieces from the same
